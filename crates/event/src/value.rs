@@ -1,0 +1,383 @@
+//! Column values and the table metadata needed to interpret them.
+
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+/// One column value of one row image.
+///
+/// Values that need the column's metadata to be read (ENUM names, SET names, BIT width, the number of
+/// fractional second digits) store only the raw data; the formats combine them with [`Column`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// The column is not part of this row image (`binlog_row_image=MINIMAL` or `NOBLOB`).
+    Absent,
+    Null,
+    /// Signed integers of every width, and unsigned ones up to 32 bits.
+    Int(i64),
+    /// Unsigned BIGINT (and any unsigned integer when the server tells us it is unsigned).
+    UInt(u64),
+    /// DECIMAL/NUMERIC as exact text, e.g. `-12.50` (always the column's scale).
+    Decimal(String),
+    Float(f32),
+    Double(f64),
+    /// Text columns, transcoded to UTF-8 from the column's character set.
+    String(String),
+    /// Binary columns (BINARY is right-padded with zero bytes to its declared length), and text
+    /// columns whose bytes are not valid in the declared character set.
+    Bytes(Vec<u8>),
+    Date(Date),
+    /// TIME: signed microseconds, range ±838:59:59.000000.
+    Time(i64),
+    /// DATETIME: a naive calendar time; zero dates (`0000-00-00 00:00:00`) are kept as they are.
+    DateTime(DateTime),
+    /// TIMESTAMP: microseconds since the Unix epoch, UTC. `0` is MySQL's zero timestamp.
+    Timestamp(i64),
+    /// YEAR: 0 is MySQL's `0000`, otherwise 1901..=2155.
+    Year(u16),
+    /// JSON as compact JSON text.
+    Json(String),
+    /// ENUM by 1-based index (0 is the empty "error" value); the name is in [`Column::elements`].
+    Enum(u16),
+    /// SET as a bit mask over [`Column::elements`].
+    Set(u64),
+    /// BIT(n): the bits, right-aligned; the width is [`Column::width`].
+    Bit(u64),
+    /// Spatial types as MySQL stores them: 4-byte SRID (little endian) followed by WKB.
+    Geometry(Vec<u8>),
+}
+
+/// A calendar date as MySQL stores it; zero parts are allowed (`0000-00-00`, `2024-00-00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+/// A naive date and time with microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateTime {
+    pub date: Date,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    pub micros: u32,
+}
+
+/// The logical type of a column: what its values mean, independent of the binlog encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    TinyInt,
+    SmallInt,
+    MediumInt,
+    Int,
+    BigInt,
+    Decimal,
+    Float,
+    Double,
+    Bit,
+    Date,
+    Time,
+    DateTime,
+    Timestamp,
+    Year,
+    Char,
+    VarChar,
+    Text,
+    Binary,
+    VarBinary,
+    Blob,
+    Json,
+    Enum,
+    Set,
+    Geometry,
+    Vector,
+    /// MariaDB UUID, INET4 and INET6 (fixed-size binary on the wire; rendered as text).
+    Uuid,
+    Inet4,
+    Inet6,
+}
+
+/// What a format needs to know about one column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: Arc<str>,
+    pub kind: ColumnType,
+    pub unsigned: bool,
+    pub nullable: bool,
+    /// DECIMAL precision, CHAR/BINARY/VARCHAR length in characters or bytes, BIT width.
+    pub width: u32,
+    /// DECIMAL scale, or fractional second digits of TIME/DATETIME/TIMESTAMP.
+    pub scale: u8,
+    /// ENUM/SET element names, in definition order; empty when the server did not send them.
+    pub elements: Arc<[Box<str>]>,
+    /// Collation id for text columns (63 = binary), as in `information_schema.COLLATIONS`.
+    pub collation: u16,
+}
+
+impl Column {
+    /// A column known only by position: `@1`, `@2`, … (the names `mysqlbinlog` uses).
+    pub fn unnamed(index: usize, kind: ColumnType) -> Self {
+        Column {
+            name: format!("@{}", index + 1).into(),
+            kind,
+            unsigned: false,
+            nullable: true,
+            width: 0,
+            scale: 0,
+            elements: Arc::from(Vec::new()),
+            collation: 0,
+        }
+    }
+
+    /// The ENUM element name for a 1-based index, if the names are known.
+    pub fn enum_name(&self, index: u16) -> Option<&str> {
+        match index {
+            0 => Some(""),
+            i => self.elements.get(i as usize - 1).map(|s| &**s),
+        }
+    }
+
+    /// SQL type text in the style of `information_schema.COLUMNS.COLUMN_TYPE`.
+    pub fn sql_type(&self) -> String {
+        let unsigned = if self.unsigned { " unsigned" } else { "" };
+        match self.kind {
+            ColumnType::TinyInt => format!("tinyint{unsigned}"),
+            ColumnType::SmallInt => format!("smallint{unsigned}"),
+            ColumnType::MediumInt => format!("mediumint{unsigned}"),
+            ColumnType::Int => format!("int{unsigned}"),
+            ColumnType::BigInt => format!("bigint{unsigned}"),
+            ColumnType::Decimal => format!("decimal({},{}){unsigned}", self.width, self.scale),
+            ColumnType::Float => format!("float{unsigned}"),
+            ColumnType::Double => format!("double{unsigned}"),
+            ColumnType::Bit => format!("bit({})", self.width),
+            ColumnType::Time | ColumnType::DateTime | ColumnType::Timestamp if self.scale > 0 => {
+                format!("{}({})", self.kind.name(), self.scale)
+            }
+            ColumnType::Char | ColumnType::VarChar | ColumnType::Binary | ColumnType::VarBinary => {
+                format!("{}({})", self.kind.name(), self.width)
+            }
+            kind => kind.name().to_string(),
+        }
+    }
+}
+
+impl ColumnType {
+    /// The SQL name of the type, lower case.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::TinyInt => "tinyint",
+            ColumnType::SmallInt => "smallint",
+            ColumnType::MediumInt => "mediumint",
+            ColumnType::Int => "int",
+            ColumnType::BigInt => "bigint",
+            ColumnType::Decimal => "decimal",
+            ColumnType::Float => "float",
+            ColumnType::Double => "double",
+            ColumnType::Bit => "bit",
+            ColumnType::Date => "date",
+            ColumnType::Time => "time",
+            ColumnType::DateTime => "datetime",
+            ColumnType::Timestamp => "timestamp",
+            ColumnType::Year => "year",
+            ColumnType::Char => "char",
+            ColumnType::VarChar => "varchar",
+            ColumnType::Text => "text",
+            ColumnType::Binary => "binary",
+            ColumnType::VarBinary => "varbinary",
+            ColumnType::Blob => "blob",
+            ColumnType::Json => "json",
+            ColumnType::Enum => "enum",
+            ColumnType::Set => "set",
+            ColumnType::Geometry => "geometry",
+            ColumnType::Vector => "vector",
+            ColumnType::Uuid => "uuid",
+            ColumnType::Inet4 => "inet4",
+            ColumnType::Inet6 => "inet6",
+        }
+    }
+
+    /// Whether values of this type are text (as opposed to numbers, times or raw bytes).
+    pub fn is_text(self) -> bool {
+        matches!(
+            self,
+            ColumnType::Char | ColumnType::VarChar | ColumnType::Text
+        )
+    }
+}
+
+/// A table as the change events see it: names, columns and primary key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSchema {
+    pub schema: Arc<str>,
+    pub table: Arc<str>,
+    pub columns: Vec<Column>,
+    /// Indexes into `columns`, in key order; empty when the table has no primary key.
+    pub primary_key: Vec<usize>,
+}
+
+impl TableSchema {
+    /// Primary key column names, in key order.
+    pub fn primary_key_names(&self) -> impl Iterator<Item = &str> {
+        self.primary_key.iter().map(|&i| &*self.columns[i].name)
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// Appends `.ffffff` truncated to `digits` fractional digits (nothing when `digits` is 0).
+pub(crate) fn write_fraction(out: &mut String, micros: u32, digits: u8) {
+    if digits == 0 {
+        return;
+    }
+    let digits = digits.min(6) as usize;
+    let mut buf = [b'0'; 6];
+    let mut m = micros;
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    out.push('.');
+    out.push_str(std::str::from_utf8(&buf[..digits]).expect("ascii digits"));
+}
+
+impl DateTime {
+    /// `YYYY-MM-DD<sep>HH:MM:SS[.f]` with `digits` fractional digits.
+    pub fn write(&self, out: &mut String, sep: char, digits: u8) {
+        let _ = write!(
+            out,
+            "{}{sep}{:02}:{:02}:{:02}",
+            self.date, self.hour, self.minute, self.second
+        );
+        write_fraction(out, self.micros, digits);
+    }
+}
+
+/// Converts microseconds since the epoch into a UTC calendar time.
+pub fn timestamp_to_datetime(micros: i64) -> DateTime {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000) as u32;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    DateTime {
+        date: Date {
+            year: year as u16,
+            month,
+            day,
+        },
+        hour: (rem / 3600) as u8,
+        minute: (rem % 3600 / 60) as u8,
+        second: (rem % 60) as u8,
+        micros: frac,
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Writes a TIME value as `[-]HHH:MM:SS[.f]`.
+pub fn write_time(out: &mut String, micros: i64, digits: u8) {
+    if micros < 0 {
+        out.push('-');
+    }
+    let abs = micros.unsigned_abs();
+    let secs = abs / 1_000_000;
+    let _ = write!(
+        out,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    );
+    write_fraction(out, (abs % 1_000_000) as u32, digits);
+}
+
+/// Writes a BIT value as a string of `width` binary digits.
+pub fn write_bits(out: &mut String, bits: u64, width: u32) {
+    for i in (0..width.max(1)).rev() {
+        out.push(if bits >> i & 1 == 1 { '1' } else { '0' });
+    }
+}
+
+/// Renders MariaDB UUID/INET4/INET6 bytes as their usual text.
+pub fn write_special_binary(out: &mut String, kind: ColumnType, bytes: &[u8]) -> bool {
+    match (kind, bytes.len()) {
+        (ColumnType::Uuid, 16) => {
+            for (i, b) in bytes.iter().enumerate() {
+                if matches!(i, 4 | 6 | 8 | 10) {
+                    out.push('-');
+                }
+                let _ = write!(out, "{b:02x}");
+            }
+            true
+        }
+        (ColumnType::Inet4, 4) => {
+            let _ = write!(
+                out,
+                "{}",
+                std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])
+            );
+            true
+        }
+        (ColumnType::Inet6, 16) => {
+            let octets: [u8; 16] = bytes.try_into().expect("length checked");
+            let _ = write!(out, "{}", std::net::Ipv6Addr::from(octets));
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_convert_to_utc_calendar_times() {
+        let mut s = String::new();
+        timestamp_to_datetime(1_795_593_644_717_257).write(&mut s, 'T', 6);
+        assert_eq!(s, "2026-11-25T08:00:44.717257");
+        s.clear();
+        timestamp_to_datetime(-1).write(&mut s, ' ', 6);
+        assert_eq!(s, "1969-12-31 23:59:59.999999");
+        s.clear();
+        timestamp_to_datetime(951_782_400_000_000).write(&mut s, ' ', 0);
+        assert_eq!(s, "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn negative_and_long_times_keep_sign_and_hours() {
+        let mut s = String::new();
+        write_time(&mut s, -(838 * 3600 + 59 * 60 + 59) * 1_000_000, 0);
+        assert_eq!(s, "-838:59:59");
+        s.clear();
+        write_time(&mut s, -1, 6);
+        assert_eq!(s, "-00:00:00.000001");
+        s.clear();
+        write_time(&mut s, 25 * 3_600_000_000 + 500_000, 3);
+        assert_eq!(s, "25:00:00.500");
+    }
+
+    #[test]
+    fn bits_render_at_their_width() {
+        let mut s = String::new();
+        write_bits(&mut s, 5, 13);
+        assert_eq!(s, "0000000000101");
+    }
+}

@@ -1,0 +1,82 @@
+# shellcheck shell=bash
+# Shared helpers for the cdcd service scripts. Source it; do not execute it.
+
+log() { echo "[cdcd-scripts] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "$1 needs root (apt-get / chroot / mount)"
+}
+
+# now_ms: wall clock in milliseconds (no bc needed)
+now_ms() { date +%s%3N; }
+# since_s START_MS: seconds elapsed, one decimal
+since_s() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $(((d % 1000) / 100)); }
+
+# port_in_use PORT: true if something listens on 127.0.0.1:PORT
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# print_export NAME VALUE: one shell-safe export line on stdout
+print_export() { printf 'export %s=%q\n' "$1" "$2"; }
+
+# apt_install PKG...: install the Debian packages that are not installed yet
+# (apt-get update at most once per process tree, tracked by CDCD_APT_UPDATED).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  need_root "installing ${missing[*]}"
+  if [ "${CDCD_APT_UPDATED:-0}" != 1 ]; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null
+    export CDCD_APT_UPDATED=1
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# gen_tls DIR: self-signed CA + server cert (SAN localhost, 127.0.0.1, ::1) written as
+# DIR/ca.pem DIR/ca-key.pem DIR/server-cert.pem DIR/server-key.pem. Regenerated when missing
+# or when either certificate expires within 7 days. v3 extensions everywhere so that
+# rustls/webpki accepts the chain (CA: basicConstraints CA:TRUE; leaf: serverAuth + SAN).
+gen_tls() {
+  local t=$1
+  if [ -f "$t/server-cert.pem" ] && [ -f "$t/server-key.pem" ] && [ -f "$t/ca.pem" ] &&
+     openssl x509 -checkend 604800 -noout -in "$t/ca.pem" >/dev/null 2>&1 &&
+     openssl x509 -checkend 604800 -noout -in "$t/server-cert.pem" >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v openssl >/dev/null || apt_install openssl
+  log "generating test CA + server certificate in $t"
+  mkdir -p "$t"
+  cat > "$t/ext.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = cdcd test CA
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+CNF
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -config "$t/ext.cnf" -extensions ca \
+    -keyout "$t/ca-key.pem" -out "$t/ca.pem" >/dev/null 2>&1 || die "openssl: CA generation failed"
+  openssl req -new -newkey rsa:2048 -nodes -config "$t/ext.cnf" -subj "/CN=localhost" \
+    -keyout "$t/server-key.pem" -out "$t/server.csr" >/dev/null 2>&1 || die "openssl: CSR failed"
+  openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca-key.pem" \
+    -CAcreateserial -days 3650 -extfile "$t/ext.cnf" -extensions server \
+    -out "$t/server-cert.pem" >/dev/null 2>&1 || die "openssl: server certificate failed"
+  rm -f "$t/server.csr"
+  chmod 600 "$t/ca-key.pem" "$t/server-key.pem"
+  chmod 644 "$t/ca.pem" "$t/server-cert.pem"
+}
