@@ -13,14 +13,32 @@ now_ms() { date +%s%3N; }
 # since_s START_MS: seconds elapsed, one decimal
 since_s() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $(((d % 1000) / 100)); }
 
+# proc_alive PID COMM: true if PID is a live (not zombie) process whose name is COMM
+# (a stale pid file after a crash or reboot may name a reused pid or an unreaped zombie)
+proc_alive() {
+  local stat
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
+  [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ] || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }                 # drop "pid (comm) ", leaving "STATE ppid ..."
+  [ "${stat%% *}" != Z ] && [ "${stat%% *}" != X ]
+}
+
 # port_in_use PORT: true if something listens on 127.0.0.1:PORT
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_port_free PORT [SECONDS]: wait (default 15 s) for a dying previous owner to release PORT
+wait_port_free() {
+  local i
+  for (( i = 0; i < ${2:-15} * 5; i++ )); do port_in_use "$1" || return 0; sleep 0.2; done
+  return 1
+}
 
 # print_export NAME VALUE: one shell-safe export line on stdout
 print_export() { printf 'export %s=%q\n' "$1" "$2"; }
 
 # apt_install PKG...: install the Debian packages that are not installed yet
-# (apt-get update at most once per process tree, tracked by CDCD_APT_UPDATED).
+# (apt-get update only when something is missing, and at most once an hour).
 apt_install() {
   local missing=() p
   for p in "$@"; do
@@ -28,13 +46,21 @@ apt_install() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   need_root "installing ${missing[*]}"
-  if [ "${CDCD_APT_UPDATED:-0}" != 1 ]; then
-    log "apt-get update"
-    apt-get update -qq >/dev/null
-    export CDCD_APT_UPDATED=1
-  fi
-  log "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  (
+    # serialise our own parallel callers (services.sh starts services concurrently)
+    flock -w 900 9 || die "timed out waiting for /var/lock/cdcd-apt.lock"
+    local stamp=/var/lib/apt/periodic/cdcd-update-stamp
+    # apt-get update at most once per hour across all scripts (the lists go stale, not the rest)
+    local out=/tmp/cdcd-apt.log
+    if [ -z "$(find "$stamp" -mmin -60 2>/dev/null)" ]; then
+      log "apt-get update"
+      apt-get -o DPkg::Lock::Timeout=600 update -qq > "$out" 2>&1 || { tail -20 "$out" >&2; die "apt-get update failed"; }
+      mkdir -p "$(dirname "$stamp")" && touch "$stamp"
+    fi
+    log "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends "${missing[@]}" > "$out" 2>&1 || { tail -30 "$out" >&2; die "apt-get install ${missing[*]} failed"; }
+  ) 9>/var/lock/cdcd-apt.lock
 }
 
 # gen_tls DIR: self-signed CA + server cert (SAN localhost, 127.0.0.1, ::1) written as

@@ -37,8 +37,7 @@ client() { mariadb --no-defaults --protocol=socket -S "$SOCK" -uroot "$@"; }
 running_pid() {  # prints the pid and succeeds if our mariadbd is alive
   [ -f "$PIDFILE" ] || return 1
   local pid; pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = mariadbd ] || return 1   # stale pid file, pid reused
+  proc_alive "$pid" mariadbd || return 1
   echo "$pid"
 }
 
@@ -56,15 +55,15 @@ do_stop() {
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null || true          # SIGTERM = clean shutdown
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then die "mariadbd pid $pid did not stop within 60 s (see $ERRLOG)"; fi
+  for _ in $(seq 1 300); do proc_alive "$pid" mariadbd || break; sleep 0.2; done
+  if proc_alive "$pid" mariadbd; then die "mariadbd pid $pid did not stop within 60 s (see $ERRLOG)"; fi
   rm -f "$PIDFILE"
   log "mariadb: stopped (pid $pid)"
 }
 
-create_users() {
-  client <<'SQL'
-CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
+# Users and database, run once per datadir (and again whenever this SQL changes): re-running it at
+# every start would add events to the binlog each time.
+USERS_SQL="CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
 GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
 CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'replpw';
 GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT ON *.* TO 'repl'@'%';
@@ -72,8 +71,13 @@ CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'apppw';
 GRANT ALL ON *.* TO 'app'@'%';
 CREATE USER IF NOT EXISTS 'norepl'@'%' IDENTIFIED BY 'noreplpw';
 GRANT SELECT ON *.* TO 'norepl'@'%';
-CREATE DATABASE IF NOT EXISTS cdc;
-SQL
+CREATE DATABASE IF NOT EXISTS cdc;"
+
+ensure_users() {
+  local stamp=$DATADIR/cdcd-users.sql
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$USERS_SQL" ] && return 0
+  client -e "$USERS_SQL"
+  printf '%s' "$USERS_SQL" > "$stamp"
 }
 
 do_start() {
@@ -88,7 +92,7 @@ do_start() {
     return 0
   fi
   rm -f "$PIDFILE"
-  if port_in_use "$PORT"; then die "127.0.0.1:$PORT is already in use by another process"; fi
+  wait_port_free "$PORT" || die "127.0.0.1:$PORT is in use by another process (not ours: no live pid in our pid file)"
   mkdir -p "$BASE"
   gen_tls "$TLSDIR"
 
@@ -131,7 +135,7 @@ do_start() {
   local ok=0
   for _ in $(seq 1 600); do
     if client -e 'select 1' >/dev/null 2>&1; then ok=1; break; fi
-    if ! kill -0 $! 2>/dev/null && ! running_pid >/dev/null; then break; fi
+    if ! kill -0 "$!" 2>/dev/null && ! running_pid >/dev/null; then break; fi
     sleep 0.1
   done
   if [ $ok != 1 ]; then
@@ -139,7 +143,7 @@ do_start() {
     tail -10 "$BASE/mariadbd.stdout" >&2 2>/dev/null || true
     die "mariadbd did not come up on 127.0.0.1:$PORT (log: $ERRLOG)"
   fi
-  create_users
+  ensure_users
   log "mariadb: up in $(since_s "$t0") s (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT, $(client -N -e \
     "select concat(@@version, ' binlog_format=', @@binlog_format, ' row_image=', @@binlog_row_image, ' row_metadata=', @@binlog_row_metadata, ' checksum=', @@binlog_checksum, ' gtid_strict=', @@gtid_strict_mode, ' tls=', @@have_ssl)")"
 }

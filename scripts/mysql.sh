@@ -49,8 +49,7 @@ mount_proc() { mountpoint -q "$SIDROOT/proc" || mount -t proc proc "$SIDROOT/pro
 running_pid() {
   [ -f "$PIDFILE" ] || return 1
   local pid; pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = mysqld ] || return 1   # stale pid file, pid reused
+  proc_alive "$pid" mysqld || return 1
   echo "$pid"
 }
 
@@ -78,16 +77,17 @@ do_install() {
   mount_proc
   [ -s "$SIDROOT/etc/resolv.conf" ] || cp /etc/resolv.conf "$SIDROOT/etc/resolv.conf" 2>/dev/null || true
   log "mysql: apt-get install mysql-server-core mysql-client-core (in the chroot)"
-  in_root apt-get "${APT[@]}" update -qq >/dev/null
+  local out=/tmp/cdcd-mysql-sid-apt.log
+  in_root apt-get "${APT[@]}" update -qq > "$out" 2>&1 || { tail -20 "$out" >&2; die "apt-get update in $SIDROOT failed"; }
   DEBIAN_FRONTEND=noninteractive in_root apt-get "${APT[@]}" install -y -qq --no-install-recommends \
-    mysql-server-core mysql-client-core >/dev/null
+    mysql-server-core mysql-client-core > "$out" 2>&1 || { tail -30 "$out" >&2; die "apt-get install in $SIDROOT failed"; }
   if ! in_root sh -c 'command -v mysqlbinlog' >/dev/null; then
     # mysqlbinlog moved between packages over time; the full client package has it for sure
     DEBIAN_FRONTEND=noninteractive in_root apt-get "${APT[@]}" install -y -qq --no-install-recommends \
-      mysql-client >/dev/null || true
+      mysql-client > "$out" 2>&1 || true
   fi
   in_root sh -c 'command -v mysqlbinlog' >/dev/null || die "mysqlbinlog missing in $SIDROOT"
-  log "mysql: installed $(in_root mysqld --version | sed 's/^.*Ver //') in $(since_s "$t0") s"
+  log "mysql: installed $(in_root mysqld --version | awk '{print $3}') in $(since_s "$t0") s"
 }
 
 write_cnf() {
@@ -133,6 +133,25 @@ install_tls() {  # our SAN certs over mysqld's auto-generated ones (same file na
   rm -f "$DATADIR/client-cert.pem" "$DATADIR/client-key.pem"
 }
 
+# Users and database, run once per datadir (and again whenever this SQL changes): re-running it at
+# every start would add CREATE USER events to the binlog each time.
+USERS_SQL="CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED WITH caching_sha2_password BY 'replpw';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'repl'@'%';
+CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'apppw';
+GRANT ALL ON *.* TO 'app'@'%';
+CREATE USER IF NOT EXISTS 'norepl'@'%' IDENTIFIED BY 'noreplpw';
+GRANT SELECT ON *.* TO 'norepl'@'%';
+CREATE DATABASE IF NOT EXISTS cdc;"
+
+ensure_users() {
+  local stamp=$DATADIR/cdcd-users.sql
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$USERS_SQL" ] && return 0
+  client -e "$USERS_SQL"
+  printf '%s' "$USERS_SQL" > "$stamp"
+}
+
 do_stop() {
   local pid
   if ! pid=$(running_pid); then
@@ -141,22 +160,24 @@ do_stop() {
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then die "mysqld pid $pid did not stop within 60 s (see $ERRLOG)"; fi
+  for _ in $(seq 1 300); do proc_alive "$pid" mysqld || break; sleep 0.2; done
+  if proc_alive "$pid" mysqld; then die "mysqld pid $pid did not stop within 60 s (see $ERRLOG)"; fi
   rm -f "$PIDFILE"
   log "mysql: stopped (pid $pid)"
 }
 
 do_start() {
   local pid t0
-  [ -x "$SIDROOT/usr/sbin/mysqld" ] && [ -x "$SIDROOT/usr/bin/mysqlbinlog" ] || do_install
+  if [ ! -x "$SIDROOT/usr/sbin/mysqld" ] || [ ! -x "$SIDROOT/usr/bin/mysqlbinlog" ]; then do_install; fi
   mount_proc
   if pid=$(running_pid); then
     log "mysql: already running (pid $pid) on 127.0.0.1:$PORT"
     return 0
   fi
-  rm -f "$PIDFILE"
-  if port_in_use "$PORT"; then die "127.0.0.1:$PORT is already in use by another process"; fi
+  # not running: a killed mysqld leaves its socket lock behind (mysqld refuses to start while the pid
+  # in it looks alive, e.g. as a not yet reaped zombie)
+  rm -f "$PIDFILE" "$SIDROOT$SOCK_IN" "$SIDROOT$SOCK_IN.lock"
+  wait_port_free "$PORT" || die "127.0.0.1:$PORT is in use by another process (not ours: no live pid in our pid file)"
   write_cnf
   if [ ! -d "$DATADIR/mysql" ]; then
     t0=$(now_ms)
@@ -184,17 +205,7 @@ do_start() {
     tail -10 "$SIDROOT/var/lib/cdc-mysql.stdout" >&2 2>/dev/null || true
     die "mysqld did not come up on 127.0.0.1:$PORT (log: $ERRLOG)"
   fi
-  client <<'SQL'
-CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
-GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
-CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED WITH caching_sha2_password BY 'replpw';
-GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'repl'@'%';
-CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'apppw';
-GRANT ALL ON *.* TO 'app'@'%';
-CREATE USER IF NOT EXISTS 'norepl'@'%' IDENTIFIED BY 'noreplpw';
-GRANT SELECT ON *.* TO 'norepl'@'%';
-CREATE DATABASE IF NOT EXISTS cdc;
-SQL
+  ensure_users
   log "mysql: up in $(since_s "$t0") s (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT, $(client -N -e \
     "SELECT CONCAT(@@version, ' gtid_mode=', @@gtid_mode, ' row_image=', @@binlog_row_image, ' row_metadata=', @@binlog_row_metadata, ' rows_query=', @@binlog_rows_query_log_events, ' checksum=', @@binlog_checksum, ' tls=', IF(@@ssl_ca = '', 'NO', 'YES'))")"
 }

@@ -1,0 +1,830 @@
+//! The binlog state machine: events in, change events and transaction boundaries out.
+//!
+//! Invariants:
+//! * Rows are emitted as soon as their rows event is decoded; nothing buffers a transaction, so
+//!   memory is bounded by the largest single event, whatever the transaction's size.
+//! * A [`Record::Commit`] is emitted exactly at transaction boundaries (XID, COMMIT, a DDL
+//!   statement, XA PREPARE) and carries the position *after* the transaction: the only kind of
+//!   position a checkpoint may hold.
+//! * Every row of a transaction gets a 0-based index, counted over all rows including those the
+//!   table filter drops, so `event_id`s do not change when the filter does.
+//! * Events are never skipped silently: an event type without a meaning here is an error, and so
+//!   are statement-based row changes and compressed MariaDB events, which cdcd cannot turn into rows.
+//! * TRANSACTION_PAYLOAD: the events inside the payload must add up to its uncompressed size,
+//!   which catches a payload that failed to decompress (the network client drops those silently).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use mysql_common::binlog::consts::EventType;
+use mysql_common::binlog::events::{
+    Event, EventData, GtidEvent, QueryEvent, RotateEvent, RowsEventData, TableMapEvent,
+    TransactionPayloadEvent,
+};
+use mysql_common::binlog::jsondiff::JsonDiff;
+use mysql_common::io::ParseBuf;
+
+use cdcd_event::{ChangeEvent, DdlEvent, Flavor, Op, Source, TableSchema, Value};
+
+use crate::ddl::{classify_statement, Statement};
+use crate::error::{Error, Location, Result};
+use crate::filter::TableFilter;
+use crate::gtid::{format_uuid, GtidSet, MariaGtidList};
+use crate::json::apply_diffs;
+use crate::row::{decode_image, present_columns, Cursor};
+use crate::table::TableDecoder;
+
+/// What the decoder produces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Change(ChangeEvent),
+    Ddl(DdlEvent),
+    /// The end of a transaction; `position` is where the next one starts.
+    Commit(Position),
+    /// The server said it is alive and has nothing new (replication connections only).
+    Heartbeat,
+}
+
+/// The GTID state of a flavor.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Gtids {
+    #[default]
+    None,
+    MySql(GtidSet),
+    MariaDb(MariaGtidList),
+}
+
+impl std::fmt::Display for Gtids {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gtids::None => Ok(()),
+            Gtids::MySql(set) => set.fmt(f),
+            Gtids::MariaDb(list) => list.fmt(f),
+        }
+    }
+}
+
+/// A resumable position: always a transaction boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub file: String,
+    pub pos: u64,
+    pub gtids: Gtids,
+}
+
+/// The transaction being decoded.
+#[derive(Debug)]
+struct Transaction {
+    gtid: Option<Arc<str>>,
+    /// MySQL: the source uuid, tag and number to add to the set at commit.
+    mysql_gtid: Option<(String, String, u64)>,
+    /// MariaDB: domain, server, sequence.
+    mariadb_gtid: Option<(u32, u32, u64)>,
+    file: Arc<str>,
+    pos: u64,
+    commit_ts_us: i64,
+    rows: u64,
+    /// A BEGIN was seen: the transaction ends at XID/COMMIT, not after one statement.
+    began: bool,
+}
+
+/// A payload whose inner events are still arriving.
+#[derive(Debug)]
+struct Payload {
+    pos: u64,
+    end: u64,
+    remaining: u64,
+}
+
+/// Decodes binlog events into [`Record`]s.
+#[derive(Debug)]
+pub struct Decoder {
+    flavor: Flavor,
+    server_id: u32,
+    server_uuid: Option<Arc<str>>,
+    file: Arc<str>,
+    /// Start of the next event when the stream does not say (files say; the network does).
+    next_pos: u64,
+    /// End of the event being handled (for inner payload events, the end of the payload).
+    event_end: u64,
+    gtids: Gtids,
+    txn: Option<Transaction>,
+    payload: Option<Payload>,
+    /// Per table id: the TABLE_MAP body (to reuse the plan when it repeats), the plan, and
+    /// whether the table filter keeps the table.
+    tables: HashMap<u64, (Vec<u8>, Arc<TableDecoder>, bool)>,
+    schemas: HashMap<(String, String), Arc<TableSchema>>,
+    filter: TableFilter,
+    skip_types: Vec<u8>,
+    /// Rows of the current rows event, reused to avoid per-row allocation of the scratch vector.
+    scratch: Vec<Value>,
+}
+
+impl Decoder {
+    pub fn new(flavor: Flavor, file: &str, filter: TableFilter) -> Self {
+        Decoder {
+            flavor,
+            server_id: 0,
+            server_uuid: None,
+            file: file.into(),
+            next_pos: 4,
+            event_end: 4,
+            gtids: match flavor {
+                Flavor::MySql => Gtids::MySql(GtidSet::default()),
+                Flavor::MariaDb => Gtids::MariaDb(MariaGtidList::default()),
+            },
+            txn: None,
+            payload: None,
+            tables: HashMap::new(),
+            schemas: HashMap::new(),
+            filter,
+            skip_types: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Starts from a known position (resumption); the GTIDs are those already applied.
+    pub fn with_position(mut self, position: &Position) -> Self {
+        self.file = position.file.as_str().into();
+        self.next_pos = position.pos;
+        if position.gtids != Gtids::None {
+            self.gtids = position.gtids.clone();
+        }
+        self
+    }
+
+    pub fn with_server_uuid(mut self, uuid: Option<String>) -> Self {
+        self.server_uuid = uuid.map(Into::into);
+        self
+    }
+
+    /// Event types the user chose to skip (they are still counted and logged by the caller).
+    pub fn with_skipped_types(mut self, types: Vec<u8>) -> Self {
+        self.skip_types = types;
+        self
+    }
+
+    /// Continues with the next file of a multi-file read (files do not announce their names).
+    pub fn set_file(&mut self, name: &str) {
+        self.file = name.into();
+        self.next_pos = 4;
+        self.tables.clear();
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The position after the last complete transaction.
+    pub fn position(&self) -> Position {
+        Position {
+            file: self.file.to_string(),
+            pos: self.next_pos,
+            gtids: self.gtids.clone(),
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some() || self.payload.is_some()
+    }
+
+    /// For TABLE_MAP events without column names: the table whose definition the caller should
+    /// look up in `information_schema` and hand over with [`Decoder::put_schema`].
+    pub fn wants_schema(&self, event: &Event) -> Option<(String, String)> {
+        if event.header().event_type_raw() != EventType::TABLE_MAP_EVENT as u8 {
+            return None;
+        }
+        let tme: TableMapEvent<'_> = event.read_event().ok()?;
+        let key = (
+            tme.database_name().into_owned(),
+            tme.table_name().into_owned(),
+        );
+        if !self.filter.matches(&key.0, &key.1) || self.schemas.contains_key(&key) {
+            return None;
+        }
+        let has_names = tme.iter_optional_meta().any(|f| {
+            matches!(
+                f,
+                Ok(mysql_common::binlog::events::OptionalMetadataField::ColumnName(_))
+            )
+        });
+        (!has_names).then_some(key)
+    }
+
+    pub fn put_schema(&mut self, schema: TableSchema) {
+        let key = (schema.schema.to_string(), schema.table.to_string());
+        self.schemas.insert(key, Arc::new(schema));
+    }
+
+    /// Decodes one event, appending what it produced to `out`.
+    pub fn handle(&mut self, event: &Event, out: &mut VecDeque<Record>) -> Result<()> {
+        let header = event.header();
+        let size = u64::from(header.event_size());
+        let log_pos = u64::from(header.log_pos());
+        let inner = self.payload.is_some();
+        let at_pos = match &self.payload {
+            Some(p) => p.pos,
+            None if log_pos >= size && log_pos > 0 => log_pos - size,
+            None => self.next_pos,
+        };
+        let at = Location {
+            file: self.file.to_string(),
+            pos: at_pos,
+        };
+        if let Some(payload) = &mut self.payload {
+            if log_pos != payload.end && log_pos != 0 || size > payload.remaining {
+                return Err(Error::decode(
+                    &at,
+                    "TRANSACTION_PAYLOAD",
+                    format!(
+                        "{} bytes of the decompressed payload are missing: it could not be \
+                         decompressed",
+                        payload.remaining
+                    ),
+                ));
+            }
+            payload.remaining -= size;
+        }
+        if !inner {
+            self.verify_checksum(event, &at)?;
+            self.server_id = header.server_id();
+        }
+        self.event_end = match &self.payload {
+            Some(p) => p.end,
+            None if log_pos > 0 => log_pos,
+            None => self.next_pos,
+        };
+        let type_code = header.event_type_raw();
+        self.dispatch(event, type_code, &at, out)?;
+        if let Some(payload) = &self.payload {
+            if payload.remaining == 0 && inner {
+                self.payload = None;
+            }
+        }
+        if !inner && log_pos > 0 && self.payload.is_none() {
+            self.next_pos = log_pos;
+        }
+        Ok(())
+    }
+
+    fn verify_checksum(&self, event: &Event, at: &Location) -> Result<()> {
+        let (Some(stored), Ok(Some(alg))) = (event.checksum(), event.footer().get_checksum_alg())
+        else {
+            return Ok(());
+        };
+        if alg == mysql_common::binlog::consts::BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF {
+            return Ok(());
+        }
+        let stored = u32::from_le_bytes(stored);
+        let computed = event.calc_checksum(alg);
+        if stored != computed {
+            return Err(Error::Checksum {
+                at: at.clone(),
+                stored,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    fn dispatch(
+        &mut self,
+        event: &Event,
+        type_code: u8,
+        at: &Location,
+        out: &mut VecDeque<Record>,
+    ) -> Result<()> {
+        let type_name = event_type_name(type_code);
+        let read_err = |e: std::io::Error| Error::decode(at, type_name, e);
+        // MariaDB event types are unknown to mysql_common; handle them by code first.
+        match type_code {
+            160 | 161 => return Ok(()), // ANNOTATE_ROWS (SQL text), BINLOG_CHECKPOINT
+            162 => return self.mariadb_gtid(event, at),
+            163 => return self.mariadb_gtid_list(event.data(), at),
+            164 => {
+                return Err(Error::decode(
+                    at,
+                    "START_ENCRYPTION",
+                    "the binlog file is encrypted; read it through the server instead",
+                ))
+            }
+            165..=171 => {
+                return Err(Error::decode(
+                    at,
+                    format!("compressed event (type {type_code})"),
+                    "MariaDB log_bin_compress is ON; cdcd does not decode compressed events. \
+                     Set log_bin_compress=OFF on the server",
+                ))
+            }
+            _ => {}
+        }
+        let Some(data) = event.read_data().map_err(read_err)? else {
+            return self.unknown(type_code, at);
+        };
+        match data {
+            EventData::FormatDescriptionEvent(fde) => {
+                if fde.server_version().contains("MariaDB") && self.flavor != Flavor::MariaDb {
+                    self.flavor = Flavor::MariaDb;
+                    self.gtids = Gtids::MariaDb(MariaGtidList::default());
+                }
+                self.tables.clear();
+            }
+            EventData::RotateEvent(rotate) => self.rotate(&rotate),
+            EventData::StopEvent => {}
+            EventData::PreviousGtidsEvent(prev) => {
+                if let Gtids::MySql(set) = &mut self.gtids {
+                    if set.is_empty() {
+                        for sid in prev.sids() {
+                            let uuid = format_uuid(&sid.uuid());
+                            let tag = sid.tag().map(|t| t.to_string()).unwrap_or_default();
+                            for interval in sid.intervals() {
+                                for gno in interval.start()..interval.end() {
+                                    set.add(&uuid, &tag, gno);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            EventData::GtidEvent(gtid) => self.mysql_gtid(&gtid, event, at),
+            EventData::AnonymousGtidEvent(_) => self.begin(None, None, None, event, at, false),
+            EventData::QueryEvent(query) => self.query(&query, event, at, out)?,
+            EventData::TableMapEvent(tme) => self.table_map(&tme, event.data(), at)?,
+            EventData::RowsEvent(rows) => self.rows(&rows, type_code, event, at, out)?,
+            EventData::XidEvent(_) | EventData::XaPrepareLogEvent(_) => self.commit(out),
+            EventData::TransactionPayloadEvent(tpe) => self.payload_start(&tpe, event, at)?,
+            EventData::HeartbeatEvent => out.push_back(Record::Heartbeat),
+            EventData::RowsQueryEvent(_)
+            | EventData::IntvarEvent(_)
+            | EventData::RandEvent(_)
+            | EventData::UserVarEvent(_)
+            | EventData::IgnorableEvent(_)
+            | EventData::TransactionContextEvent(_)
+            | EventData::ViewChangeEvent(_) => {}
+            EventData::IncidentEvent(incident) => {
+                return Err(Error::decode(
+                    at,
+                    "INCIDENT",
+                    format!(
+                        "the server recorded an incident ({}): changes may be missing from the \
+                         binlog around this point; verify the tables before resuming past it",
+                        incident.message()
+                    ),
+                ))
+            }
+            EventData::UnknownEvent => {
+                // HEARTBEAT_V2 (41) is "unknown" to mysql_common's EventData.
+                if type_code == 41 {
+                    out.push_back(Record::Heartbeat);
+                } else {
+                    return self.unknown(type_code, at);
+                }
+            }
+            _ => {
+                // Statement-era LOAD DATA, pre-GA rows events and other legacy types cannot be
+                // turned into rows; say so instead of skipping them.
+                if !self.skip_types.contains(&type_code) {
+                    return Err(Error::decode(
+                        at,
+                        type_name,
+                        "this event type carries changes cdcd cannot decode into rows; use \
+                         binlog_format=ROW",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unknown(&self, type_code: u8, at: &Location) -> Result<()> {
+        if self.skip_types.contains(&type_code) {
+            return Ok(());
+        }
+        Err(Error::UnknownEvent {
+            at: at.clone(),
+            type_code,
+        })
+    }
+
+    fn rotate(&mut self, rotate: &RotateEvent<'_>) {
+        let mut name = rotate.name().into_owned();
+        // The first (artificial) ROTATE of a replication stream may carry the checksum bytes in
+        // its name when the server computed checksums before we asked; names are printable.
+        name.retain(|c| !c.is_control());
+        if let Some(end) = name.find(|c: char| !(c.is_ascii_graphic())) {
+            name.truncate(end);
+        }
+        if name.is_empty() {
+            return;
+        }
+        if *self.file != *name {
+            self.tables.clear();
+        }
+        self.file = name.into();
+        self.next_pos = rotate.position();
+    }
+
+    fn begin(
+        &mut self,
+        gtid: Option<Arc<str>>,
+        mysql_gtid: Option<(String, String, u64)>,
+        mariadb_gtid: Option<(u32, u32, u64)>,
+        event: &Event,
+        at: &Location,
+        began: bool,
+    ) {
+        self.txn = Some(Transaction {
+            gtid,
+            mysql_gtid,
+            mariadb_gtid,
+            file: self.file.clone(),
+            pos: at.pos,
+            commit_ts_us: i64::from(event.header().timestamp()) * 1_000_000,
+            rows: 0,
+            began,
+        });
+    }
+
+    fn mysql_gtid(&mut self, gtid: &GtidEvent, event: &Event, at: &Location) {
+        let uuid = format_uuid(&gtid.sid());
+        let tag = gtid.tag().map(|t| t.to_string()).unwrap_or_default();
+        let text = if tag.is_empty() {
+            format!("{uuid}:{}", gtid.gno())
+        } else {
+            format!("{uuid}:{tag}:{}", gtid.gno())
+        };
+        self.begin(
+            Some(text.into()),
+            Some((uuid, tag, gtid.gno())),
+            None,
+            event,
+            at,
+            false,
+        );
+        let ts = gtid.immediate_commit_timestamp();
+        if ts > 0 {
+            if let Some(txn) = &mut self.txn {
+                txn.commit_ts_us = ts as i64;
+            }
+        }
+    }
+
+    fn mariadb_gtid(&mut self, event: &Event, at: &Location) -> Result<()> {
+        let data = event.data();
+        if data.len() < 13 {
+            return Err(Error::decode(at, "MariaDB GTID", "event is too short"));
+        }
+        let seq = u64::from_le_bytes(data[0..8].try_into().expect("8 bytes"));
+        let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
+        let flags = data[12];
+        let server = event.header().server_id();
+        let text = format!("{domain}-{server}-{seq}");
+        self.begin(
+            Some(text.into()),
+            None,
+            Some((domain, server, seq)),
+            event,
+            at,
+            // Without FL_STANDALONE, MariaDB's GTID event takes the place of BEGIN.
+            flags & 1 == 0,
+        );
+        Ok(())
+    }
+
+    fn mariadb_gtid_list(&mut self, data: &[u8], at: &Location) -> Result<()> {
+        let bad = || Error::decode(at, "MariaDB GTID_LIST", "event is truncated");
+        let count = u32::from_le_bytes(data.get(0..4).ok_or_else(bad)?.try_into().expect("4"))
+            & 0x0fff_ffff;
+        if let Gtids::MariaDb(list) = &mut self.gtids {
+            if list.is_empty() {
+                for i in 0..count as usize {
+                    let e = data.get(4 + i * 16..4 + (i + 1) * 16).ok_or_else(bad)?;
+                    list.set(
+                        u32::from_le_bytes(e[0..4].try_into().expect("4")),
+                        u32::from_le_bytes(e[4..8].try_into().expect("4")),
+                        u64::from_le_bytes(e[8..16].try_into().expect("8")),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn query(
+        &mut self,
+        query: &QueryEvent<'_>,
+        event: &Event,
+        at: &Location,
+        out: &mut VecDeque<Record>,
+    ) -> Result<()> {
+        let text = query.query();
+        let statement = classify_statement(&text, &query.schema());
+        match statement {
+            Statement::Begin => match &mut self.txn {
+                Some(txn) => txn.began = true,
+                None => self.begin(None, None, None, event, at, true),
+            },
+            Statement::Commit => self.commit(out),
+            Statement::RowChange => {
+                return Err(Error::decode(
+                    at,
+                    "QUERY",
+                    format!(
+                        "statement-based change `{}`: its rows are not in the binlog. Set \
+                         binlog_format=ROW on the server",
+                        truncate(&text, 80)
+                    ),
+                ));
+            }
+            Statement::Ddl {
+                operation,
+                tables,
+            } => {
+                if self.txn.is_none() {
+                    self.begin(None, None, None, event, at, false);
+                }
+                for (schema, table) in &tables {
+                    self.schemas.remove(&(schema.to_string(), table.to_string()));
+                }
+                let table = tables.first().cloned();
+                let keep = table
+                    .as_ref()
+                    .is_none_or(|(s, t)| self.filter.matches(s, t));
+                if keep {
+                    let source = self.source(at.pos, u64::from(event.header().log_pos()));
+                    out.push_back(Record::Ddl(DdlEvent {
+                        schema: query.schema().as_ref().into(),
+                        table,
+                        operation,
+                        query: text.into_owned(),
+                        definition: None,
+                        source,
+                    }));
+                }
+                self.commit(out);
+            }
+            Statement::Other => {
+                // Statements that change no rows (GRANT, CREATE USER, FLUSH, …) are transactions
+                // of their own when no BEGIN preceded them.
+                if self.txn.as_ref().is_some_and(|t| !t.began) {
+                    self.commit(out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn table_map(&mut self, tme: &TableMapEvent<'_>, body: &[u8], at: &Location) -> Result<()> {
+        let id = tme.table_id();
+        if let Some((raw, _, _)) = self.tables.get(&id) {
+            if raw.as_slice() == body {
+                return Ok(());
+            }
+        }
+        let (schema, table) = (tme.database_name(), tme.table_name());
+        let included = self.filter.matches(&schema, &table);
+        let cached = self
+            .schemas
+            .get(&(schema.to_string(), table.to_string()))
+            .cloned();
+        let decoder = TableDecoder::new(tme, cached.as_deref()).map_err(|message| Error::Schema {
+            at: at.clone(),
+            schema: schema.to_string(),
+            table: table.to_string(),
+            message,
+        })?;
+        self.tables
+            .insert(id, (body.to_vec(), Arc::new(decoder), included));
+        Ok(())
+    }
+
+    fn rows(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        type_code: u8,
+        event: &Event,
+        at: &Location,
+        out: &mut VecDeque<Record>,
+    ) -> Result<()> {
+        let op = match type_code {
+            23 | 30 => Op::Insert,
+            24 | 31 | 39 => Op::Update,
+            25 | 32 => Op::Delete,
+            _ => return self.unknown(type_code, at),
+        };
+        if self.txn.is_none() {
+            self.begin(None, None, None, event, at, true);
+        }
+        let columns = rows.num_columns() as usize;
+        let before_bits = rows
+            .columns_before_image()
+            .map(|b| present_columns(b.iter().by_vals(), columns));
+        let after_bits = rows
+            .columns_after_image()
+            .map(|b| present_columns(b.iter().by_vals(), columns));
+        let Some((_, table, included)) = self.tables.get(&rows.table_id()).cloned() else {
+            return Err(Error::decode(
+                at,
+                event_type_name(type_code),
+                format!(
+                    "no TABLE_MAP for table id {} precedes this rows event; start reading at a \
+                     transaction boundary",
+                    rows.table_id()
+                ),
+            ));
+        };
+        if table.plans.len() != columns {
+            return Err(Error::Schema {
+                at: at.clone(),
+                schema: table.schema.schema.to_string(),
+                table: table.schema.table.to_string(),
+                message: format!(
+                    "rows event has {columns} columns, its TABLE_MAP {}",
+                    table.plans.len()
+                ),
+            });
+        }
+        let next_pos = u64::from(event.header().log_pos());
+        let mut cursor = Cursor {
+            data: rows.rows_data(),
+        };
+        let err = |e: String| Error::decode(at, event_type_name(type_code), e);
+        let json_columns: Vec<usize> = table
+            .plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p.layout, crate::table::Layout::Jsonb { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        let mut diffs: Vec<(usize, &[u8])> = Vec::new();
+        while !cursor.data.is_empty() {
+            let before = match &before_bits {
+                Some(bits) => {
+                    decode_image(&mut cursor, bits, &table, &[], &mut self.scratch, &mut diffs)
+                        .map_err(err)?;
+                    Some(std::mem::take(&mut self.scratch))
+                }
+                None => None,
+            };
+            let after = match &after_bits {
+                Some(bits) => {
+                    let partial = if type_code == 39 {
+                        partial_json_columns(&mut cursor, &json_columns, columns).map_err(err)?
+                    } else {
+                        Vec::new()
+                    };
+                    diffs.clear();
+                    decode_image(
+                        &mut cursor,
+                        bits,
+                        &table,
+                        &partial,
+                        &mut self.scratch,
+                        &mut diffs,
+                    )
+                    .map_err(err)?;
+                    let mut image = std::mem::take(&mut self.scratch);
+                    for &(column, raw) in &diffs {
+                        image[column] = apply_partial(before.as_deref(), column, raw)
+                            .map_err(|e| {
+                                err(format!(
+                                    "column {} `{}`: {e}",
+                                    column + 1,
+                                    table.schema.columns[column].name
+                                ))
+                            })?;
+                    }
+                    Some(image)
+                }
+                None => None,
+            };
+            let source = self.source(at.pos, next_pos);
+            if let Some(txn) = &mut self.txn {
+                txn.rows += 1;
+            }
+            if !included {
+                // Decoded only to keep row indexes (and so event ids) independent of the filter.
+                continue;
+            }
+            out.push_back(Record::Change(ChangeEvent {
+                op,
+                table: table.schema.clone(),
+                before,
+                after,
+                source,
+            }));
+        }
+        Ok(())
+    }
+
+    fn source(&self, pos: u64, next_pos: u64) -> Source {
+        let txn = self.txn.as_ref();
+        Source {
+            flavor: self.flavor,
+            server_id: self.server_id,
+            server_uuid: self.server_uuid.clone(),
+            gtid: txn.and_then(|t| t.gtid.clone()),
+            file: txn.map_or_else(|| self.file.clone(), |t| t.file.clone()),
+            txn_pos: txn.map_or(pos, |t| t.pos),
+            pos,
+            next_pos,
+            row: txn.map_or(0, |t| t.rows),
+            commit_ts_us: txn.map_or(0, |t| t.commit_ts_us),
+        }
+    }
+
+    fn commit(&mut self, out: &mut VecDeque<Record>) {
+        let Some(txn) = self.txn.take() else {
+            return;
+        };
+        match (&mut self.gtids, txn.mysql_gtid, txn.mariadb_gtid) {
+            (Gtids::MySql(set), Some((uuid, tag, gno)), _) => set.add(&uuid, &tag, gno),
+            (Gtids::MariaDb(list), _, Some((domain, server, seq))) => list.set(domain, server, seq),
+            _ => {}
+        }
+        // A commit is the last event of its transaction: resume right after it.
+        let mut position = self.position();
+        position.pos = self.event_end;
+        out.push_back(Record::Commit(position));
+    }
+
+    fn payload_start(
+        &mut self,
+        tpe: &TransactionPayloadEvent<'_>,
+        event: &Event,
+        at: &Location,
+    ) -> Result<()> {
+        self.payload = Some(Payload {
+            pos: at.pos,
+            end: u64::from(event.header().log_pos()),
+            remaining: tpe.uncompressed_size(),
+        });
+        Ok(())
+    }
+}
+
+/// In PARTIAL_UPDATE_ROWS, the after image starts with `binlog_row_value_options` and, when
+/// partial JSON is on, one bit per JSON column of the table saying whether it holds a diff.
+fn partial_json_columns(
+    cursor: &mut Cursor<'_>,
+    json_columns: &[usize],
+    columns: usize,
+) -> Result<Vec<bool>, String> {
+    let options = cursor.packed_int()?;
+    let mut partial = vec![false; columns];
+    if options & 1 == 1 {
+        let bits = cursor.take(json_columns.len().div_ceil(8))?;
+        for (k, &column) in json_columns.iter().enumerate() {
+            partial[column] = bits[k / 8] >> (k % 8) & 1 == 1;
+        }
+    }
+    Ok(partial)
+}
+
+fn apply_partial(before: Option<&[Value]>, column: usize, raw: &[u8]) -> Result<Value, String> {
+    let Some(Value::Json(before)) = before.and_then(|b| b.get(column)) else {
+        return Err("partial JSON update without a JSON before image".into());
+    };
+    let mut buf = ParseBuf(raw);
+    let mut diffs: Vec<JsonDiff<'_>> = Vec::new();
+    while !buf.is_empty() {
+        diffs.push(buf.parse(()).map_err(|e| format!("invalid JSON diff: {e}"))?);
+    }
+    apply_diffs(before, &diffs).map(Value::Json)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The name MySQL gives an event type, for error messages.
+pub fn event_type_name(code: u8) -> &'static str {
+    match EventType::try_from(code) {
+        Ok(t) => match t {
+            EventType::QUERY_EVENT => "QUERY",
+            EventType::TABLE_MAP_EVENT => "TABLE_MAP",
+            EventType::WRITE_ROWS_EVENT | EventType::WRITE_ROWS_EVENT_V1 => "WRITE_ROWS",
+            EventType::UPDATE_ROWS_EVENT | EventType::UPDATE_ROWS_EVENT_V1 => "UPDATE_ROWS",
+            EventType::DELETE_ROWS_EVENT | EventType::DELETE_ROWS_EVENT_V1 => "DELETE_ROWS",
+            EventType::PARTIAL_UPDATE_ROWS_EVENT => "PARTIAL_UPDATE_ROWS",
+            EventType::TRANSACTION_PAYLOAD_EVENT => "TRANSACTION_PAYLOAD",
+            EventType::FORMAT_DESCRIPTION_EVENT => "FORMAT_DESCRIPTION",
+            EventType::GTID_EVENT | EventType::GTID_TAGGED_LOG_EVENT => "GTID",
+            EventType::ROTATE_EVENT => "ROTATE",
+            EventType::XID_EVENT => "XID",
+            EventType::LOAD_EVENT
+            | EventType::NEW_LOAD_EVENT
+            | EventType::CREATE_FILE_EVENT
+            | EventType::APPEND_BLOCK_EVENT
+            | EventType::EXEC_LOAD_EVENT
+            | EventType::DELETE_FILE_EVENT
+            | EventType::BEGIN_LOAD_QUERY_EVENT
+            | EventType::EXECUTE_LOAD_QUERY_EVENT => "LOAD DATA (statement-based)",
+            _ => "event",
+        },
+        Err(_) => "event",
+    }
+}
