@@ -55,23 +55,6 @@ pub fn encoding_for_collation(id: u16) -> Option<TextEncoding> {
     })
 }
 
-/// The encoding for a character set name from `information_schema`.
-pub fn encoding_for_charset(name: &str) -> Option<TextEncoding> {
-    let id = match name {
-        "binary" => 63,
-        "utf8" | "utf8mb3" => 33,
-        "utf8mb4" => 45,
-        "ascii" => 11,
-        other => {
-            return CHARSETS
-                .iter()
-                .find(|(_, n)| *n == other)
-                .and_then(|(id, _)| encoding_for_collation(*id))
-        }
-    };
-    encoding_for_collation(id)
-}
-
 /// Character set of a collation id. Ids 1..=247 and 255..=323 are shared by MySQL and MariaDB;
 /// MariaDB's newer utf8 collations use 576..=2047 (utf8mb3) and 2048.. (utf8mb4) ranges.
 fn charset_of_collation(id: u16) -> Option<&'static str> {
@@ -193,12 +176,14 @@ const CHARSETS: &[(u16, &str)] = &[
 pub fn decode_text(encoding: TextEncoding, bytes: &[u8]) -> Option<String> {
     match encoding {
         TextEncoding::Binary => None,
-        TextEncoding::Utf8 | TextEncoding::Unknown => std::str::from_utf8(bytes).ok().map(Into::into),
+        TextEncoding::Utf8 | TextEncoding::Unknown => {
+            std::str::from_utf8(bytes).ok().map(Into::into)
+        }
         TextEncoding::Other(enc) => enc
             .decode_without_bom_handling_and_without_replacement(bytes)
             .map(|s| s.into_owned()),
         TextEncoding::Utf32 => {
-            if bytes.len() % 4 != 0 {
+            if !bytes.len().is_multiple_of(4) {
                 return None;
             }
             bytes
@@ -219,7 +204,6 @@ mod tests {
         assert_eq!(decode_text(latin1, b"h\xe9llo \x80").unwrap(), "héllo €");
         assert_eq!(encoding_for_collation(255), Some(TextEncoding::Utf8));
         assert_eq!(encoding_for_collation(63), Some(TextEncoding::Binary));
-        assert_eq!(encoding_for_charset("latin1"), Some(latin1));
         assert_eq!(encoding_for_collation(10_000), None);
     }
 

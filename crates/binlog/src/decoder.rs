@@ -536,15 +536,13 @@ impl Decoder {
                     ),
                 ));
             }
-            Statement::Ddl {
-                operation,
-                tables,
-            } => {
+            Statement::Ddl { operation, tables } => {
                 if self.txn.is_none() {
                     self.begin(None, None, None, event, at, false);
                 }
                 for (schema, table) in &tables {
-                    self.schemas.remove(&(schema.to_string(), table.to_string()));
+                    self.schemas
+                        .remove(&(schema.to_string(), table.to_string()));
                 }
                 let table = tables.first().cloned();
                 let keep = table
@@ -587,12 +585,13 @@ impl Decoder {
             .schemas
             .get(&(schema.to_string(), table.to_string()))
             .cloned();
-        let decoder = TableDecoder::new(tme, cached.as_deref()).map_err(|message| Error::Schema {
-            at: at.clone(),
-            schema: schema.to_string(),
-            table: table.to_string(),
-            message,
-        })?;
+        let decoder =
+            TableDecoder::new(tme, cached.as_deref()).map_err(|message| Error::Schema {
+                at: at.clone(),
+                schema: schema.to_string(),
+                table: table.to_string(),
+                message,
+            })?;
         self.tables
             .insert(id, (body.to_vec(), Arc::new(decoder), included));
         Ok(())
@@ -660,8 +659,15 @@ impl Decoder {
         while !cursor.data.is_empty() {
             let before = match &before_bits {
                 Some(bits) => {
-                    decode_image(&mut cursor, bits, &table, &[], &mut self.scratch, &mut diffs)
-                        .map_err(err)?;
+                    decode_image(
+                        &mut cursor,
+                        bits,
+                        &table,
+                        &[],
+                        &mut self.scratch,
+                        &mut diffs,
+                    )
+                    .map_err(err)?;
                     Some(std::mem::take(&mut self.scratch))
                 }
                 None => None,
@@ -685,8 +691,18 @@ impl Decoder {
                     .map_err(err)?;
                     let mut image = std::mem::take(&mut self.scratch);
                     for &(column, raw) in &diffs {
-                        image[column] = apply_partial(before.as_deref(), column, raw)
-                            .map_err(|e| {
+                        let before_value = before.as_deref().and_then(|b| b.get(column));
+                        if matches!(before_value, None | Some(Value::Absent)) {
+                            // binlog_row_image=MINIMAL/NOBLOB: only the diff was logged and the
+                            // old document is not in the binlog, so the new one cannot be
+                            // rebuilt. The column is reported as not part of the image, like
+                            // every other column such an image leaves out.
+                            tracing::warn!(%at, column = %table.schema.columns[column].name,
+                                "partial JSON update without a before image (binlog_row_image is not FULL); the new value is not in the binlog");
+                            continue;
+                        }
+                        image[column] =
+                            apply_partial(before.as_deref(), column, raw).map_err(|e| {
                                 err(format!(
                                     "column {} `{}`: {e}",
                                     column + 1,
@@ -788,7 +804,10 @@ fn apply_partial(before: Option<&[Value]>, column: usize, raw: &[u8]) -> Result<
     let mut buf = ParseBuf(raw);
     let mut diffs: Vec<JsonDiff<'_>> = Vec::new();
     while !buf.is_empty() {
-        diffs.push(buf.parse(()).map_err(|e| format!("invalid JSON diff: {e}"))?);
+        diffs.push(
+            buf.parse(())
+                .map_err(|e| format!("invalid JSON diff: {e}"))?,
+        );
     }
     apply_diffs(before, &diffs).map(Value::Json)
 }

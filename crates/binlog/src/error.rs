@@ -66,7 +66,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn decode(at: &Location, what: impl Into<String>, message: impl fmt::Display) -> Self {
+    pub(crate) fn decode(
+        at: &Location,
+        what: impl Into<String>,
+        message: impl fmt::Display,
+    ) -> Self {
         Error::Decode {
             at: at.clone(),
             what: what.into(),

@@ -133,13 +133,16 @@ impl OpenFile {
     fn next_event(&mut self) -> Result<Option<mysql_common::binlog::events::Event>> {
         if let Some(payload) = &mut self.payload {
             if (payload.position() as usize) < payload.get_ref().len() {
-                let event = self.events.read_decompressed(&mut *payload).map_err(|e| Error::File {
-                    path: self.path.clone(),
-                    message: format!(
-                        "the transaction payload before offset {} is corrupt: {e}",
-                        self.offset
-                    ),
-                })?;
+                let event =
+                    self.events
+                        .read_decompressed(&mut *payload)
+                        .map_err(|e| Error::File {
+                            path: self.path.clone(),
+                            message: format!(
+                                "the transaction payload before offset {} is corrupt: {e}",
+                                self.offset
+                            ),
+                        })?;
                 return Ok(event);
             }
             self.payload = None;
@@ -166,7 +169,7 @@ impl OpenFile {
             return Err(truncated("header", n, HEADER_LEN));
         }
         let size = u32::from_le_bytes(header[9..13].try_into().expect("4 bytes")) as usize;
-        if size < HEADER_LEN || size > 1 << 30 {
+        if !(HEADER_LEN..=1 << 30).contains(&size) {
             return Err(Error::File {
                 path: self.path.clone(),
                 message: format!(
@@ -202,7 +205,9 @@ impl OpenFile {
                 .and_then(|mut r| r.read_to_end(&mut bytes))
                 .map_err(|e| Error::File {
                     path: self.path.clone(),
-                    message: format!("cannot decompress the transaction payload at offset {at}: {e}"),
+                    message: format!(
+                        "cannot decompress the transaction payload at offset {at}: {e}"
+                    ),
                 })?;
             self.payload = Some(Cursor::new(bytes));
         }

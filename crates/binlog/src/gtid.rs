@@ -258,7 +258,10 @@ mod tests {
 
     #[test]
     fn malformed_sets_are_rejected_with_the_culprit() {
-        assert!("nonsense:1".parse::<GtidSet>().unwrap_err().contains("nonsense"));
+        assert!("nonsense:1"
+            .parse::<GtidSet>()
+            .unwrap_err()
+            .contains("nonsense"));
         assert!(format!("{U}:5-1").parse::<GtidSet>().is_err());
         assert!("0-1".parse::<MariaGtidList>().is_err());
     }

@@ -47,9 +47,7 @@ fn render(out: &mut String, value: jsonb::Value<'_>) -> std::io::Result<()> {
             JsonDom::Scalar(JsonScalar::Number(JsonNumber::Decimal(d))) => {
                 out.push_str(&d.to_string())
             }
-            JsonDom::Scalar(JsonScalar::DateTime(t)) => {
-                push_json_string(out, &format!("{t:.6}"))
-            }
+            JsonDom::Scalar(JsonScalar::DateTime(t)) => push_json_string(out, &format!("{t:.6}")),
             other => {
                 let text = serde_json::Value::from(other).to_string();
                 out.push_str(&text);

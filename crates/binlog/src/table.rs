@@ -28,26 +28,47 @@ pub(crate) enum Layout {
     LongLong,
     Float,
     Double,
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     Year,
     Date,
     /// Pre-5.6 TIME: HHMMSS as a 3-byte integer.
     OldTime,
-    Time2 { fsp: u8 },
+    Time2 {
+        fsp: u8,
+    },
     /// Pre-5.6 DATETIME: YYYYMMDDHHMMSS as an 8-byte integer.
     OldDateTime,
-    DateTime2 { fsp: u8 },
+    DateTime2 {
+        fsp: u8,
+    },
     OldTimestamp,
-    Timestamp2 { fsp: u8 },
-    Bit { bits: u16 },
-    Enum { bytes: u8 },
-    Set { bytes: u8 },
+    Timestamp2 {
+        fsp: u8,
+    },
+    Bit {
+        bits: u16,
+    },
+    Enum {
+        bytes: u8,
+    },
+    Set {
+        bytes: u8,
+    },
     /// A length prefix of 1 or 2 bytes, then the bytes (CHAR, BINARY, VARCHAR, VARBINARY).
-    ShortString { prefix: u8 },
+    ShortString {
+        prefix: u8,
+    },
     /// A length prefix of 1 to 4 bytes, then the bytes (BLOB, TEXT, GEOMETRY, JSON, VECTOR).
-    LongString { prefix: u8 },
+    LongString {
+        prefix: u8,
+    },
     /// MySQL's binary JSON behind a length prefix.
-    Jsonb { prefix: u8 },
+    Jsonb {
+        prefix: u8,
+    },
 }
 
 /// The decoding plan of one column.
@@ -132,7 +153,11 @@ impl TableDecoder {
                 .map(|c| c.elements.clone())
                 .unwrap_or_else(|| Arc::from(Vec::new()));
             if wire.is_enum_or_set_type() {
-                if let Some(c) = meta.enum_set_charsets.as_ref().and_then(|c| c.get(enum_set)) {
+                if let Some(c) = meta
+                    .enum_set_charsets
+                    .as_ref()
+                    .and_then(|c| c.get(enum_set))
+                {
                     collation = *c;
                 }
                 enum_set += 1;
@@ -258,7 +283,8 @@ fn read_optional_meta(tme: &TableMapEvent<'_>) -> Result<OptionalMeta, String> {
                 }
             }
             OptionalMetadataField::SimplePrimaryKey(pk) => {
-                let keys: Result<Vec<_>, _> = pk.iter_indexes().map(|i| i.map(|i| i as usize)).collect();
+                let keys: Result<Vec<_>, _> =
+                    pk.iter_indexes().map(|i| i.map(|i| i as usize)).collect();
                 meta.primary_key = Some(keys.map_err(err)?);
             }
             OptionalMetadataField::PrimaryKeyWithPrefix(pk) => {
@@ -304,7 +330,12 @@ fn expand_default_charset(
     Ok(charsets)
 }
 
-fn plan_column(wire: Wire, md: &[u8], unsigned: bool, collation: u16) -> Result<ColumnPlan, String> {
+fn plan_column(
+    wire: Wire,
+    md: &[u8],
+    unsigned: bool,
+    collation: u16,
+) -> Result<ColumnPlan, String> {
     let byte = |i: usize| {
         md.get(i)
             .copied()
@@ -342,16 +373,26 @@ fn plan_column(wire: Wire, md: &[u8], unsigned: bool, collation: u16) -> Result<
         Wire::MYSQL_TYPE_YEAR => (Layout::Year, ColumnType::Year, 0),
         Wire::MYSQL_TYPE_DATE | Wire::MYSQL_TYPE_NEWDATE => (Layout::Date, ColumnType::Date, 0),
         Wire::MYSQL_TYPE_TIME => (Layout::OldTime, ColumnType::Time, 0),
-        Wire::MYSQL_TYPE_TIME2 => (Layout::Time2 { fsp: fsp(byte(0)?)? }, ColumnType::Time, 0),
+        Wire::MYSQL_TYPE_TIME2 => (
+            Layout::Time2 {
+                fsp: fsp(byte(0)?)?,
+            },
+            ColumnType::Time,
+            0,
+        ),
         Wire::MYSQL_TYPE_DATETIME => (Layout::OldDateTime, ColumnType::DateTime, 0),
         Wire::MYSQL_TYPE_DATETIME2 => (
-            Layout::DateTime2 { fsp: fsp(byte(0)?)? },
+            Layout::DateTime2 {
+                fsp: fsp(byte(0)?)?,
+            },
             ColumnType::DateTime,
             0,
         ),
         Wire::MYSQL_TYPE_TIMESTAMP => (Layout::OldTimestamp, ColumnType::Timestamp, 0),
         Wire::MYSQL_TYPE_TIMESTAMP2 => (
-            Layout::Timestamp2 { fsp: fsp(byte(0)?)? },
+            Layout::Timestamp2 {
+                fsp: fsp(byte(0)?)?,
+            },
             ColumnType::Timestamp,
             0,
         ),
@@ -373,7 +414,11 @@ fn plan_column(wire: Wire, md: &[u8], unsigned: bool, collation: u16) -> Result<
             };
             let prefix = if length < 256 { 1 } else { 2 };
             let kind = text_or(ColumnType::Char, ColumnType::Binary);
-            let pad = if kind == ColumnType::Binary { length } else { 0 };
+            let pad = if kind == ColumnType::Binary {
+                length
+            } else {
+                0
+            };
             (Layout::ShortString { prefix }, kind, pad)
         }
         Wire::MYSQL_TYPE_VARCHAR | Wire::MYSQL_TYPE_VAR_STRING => {

@@ -1,1 +1,76 @@
-fn main() {}
+//! `cdcd`: MySQL/MariaDB change data capture. This binary is the edge: command line, configuration,
+//! wiring and error reporting (one clear line per failure, exit code 1).
+
+mod config;
+mod tail;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cdcd",
+    version,
+    about = "Change data capture from the MySQL/MariaDB binlog"
+)]
+struct Cli {
+    /// Configuration file (defaults are compiled in; see config.toml).
+    #[arg(long, global = true, env = "CDCD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print every row change as one JSON object per line.
+    Tail(tail::TailArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CDCD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cdcd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Tail(args) => tail::run(cli.config.as_deref(), args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cdcd: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line: the error and its causes, separated by `: `.
+fn chain(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}

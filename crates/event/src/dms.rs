@@ -28,8 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::json::{push_f32, push_f64, push_hex, push_i64, push_key, push_str, push_u64};
 use crate::model::{ChangeEvent, DdlEvent, Op, Source};
 use crate::value::{
-    timestamp_to_datetime, write_special_binary, write_time, Column, ColumnType, TableSchema,
-    Value,
+    timestamp_to_datetime, write_special_binary, write_time, Column, ColumnType, TableSchema, Value,
 };
 
 /// DMS Kinesis endpoint and task settings that change the records.
@@ -148,8 +147,7 @@ impl DmsWriter {
         }
     }
 
-    /// Appends one data record. Pretty records end without a newline; unformatted ones with `\n`
-    /// as DMS writes them.
+    /// Appends one data record, ending in `\n` as DMS writes them.
     pub fn write_change(&mut self, out: &mut String, event: &ChangeEvent) {
         let txn_id = transaction_id(&event.source);
         if txn_id != self.current_txn.0 {
@@ -264,9 +262,8 @@ impl DmsWriter {
             let pretty = serde_json::to_string_pretty(&value).expect("serializable");
             out.truncate(start);
             out.push_str(&pretty);
-        } else {
-            out.push('\n');
         }
+        out.push('\n');
     }
 
     fn push_common_metadata(&self, out: &mut String, record_type: &str, operation: &str) {

@@ -10,8 +10,7 @@ use std::fmt::Write as _;
 use crate::json::{push_base64, push_f32, push_f64, push_i64, push_key, push_str, push_u64};
 use crate::model::{ChangeEvent, DdlEvent, Source};
 use crate::value::{
-    timestamp_to_datetime, write_bits, write_special_binary, write_time, Column, ColumnType,
-    Value,
+    timestamp_to_datetime, write_bits, write_special_binary, write_time, Column, ColumnType, Value,
 };
 
 /// Appends one change event as a JSON object (no trailing newline).

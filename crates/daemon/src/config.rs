@@ -1,0 +1,164 @@
+//! Configuration: the repository's `config.toml` is compiled in as the defaults; a config file and
+//! `CDCD_<SECTION>__<KEY>` environment variables override it. Unknown keys are errors that name the
+//! key. Secrets are read from the environment or files and are never printed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+use cdcd_event::dms::{BeforeImage, BeforeImageColumns, DmsOptions, PartitionKeyType};
+
+const DEFAULTS: &str = include_str!("../../../config.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub tail: TailConfig,
+    pub dms: DmsConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub url: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub tls_mode: String,
+    pub tls_ca: Option<PathBuf>,
+    pub server_id: u32,
+    pub heartbeat_seconds: u64,
+    pub tables: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailConfig {
+    pub format: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmsConfig {
+    pub include_null_and_empty: bool,
+    pub include_transaction_details: bool,
+    pub include_partition_value: bool,
+    pub include_control_details: bool,
+    pub partition_include_schema_table: bool,
+    pub message_format: String,
+    pub no_hex_prefix: bool,
+    pub before_image: String,
+    pub before_image_field: String,
+    pub partition_key_type: String,
+}
+
+impl Config {
+    /// Defaults, then `path` (if given), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = path {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("CDCD_")
+                .split("__")
+                .filter(|key| key.as_str().contains("__") || key.as_str().contains('.')),
+        );
+        figment.extract().map_err(|e| {
+            let mut message = String::new();
+            for error in e {
+                let key = error.path.join(".");
+                message.push_str(&format!("config: {error}"));
+                if !key.is_empty() && !error.to_string().contains(&key) {
+                    message.push_str(&format!(" (key `{key}`)"));
+                }
+                message.push('\n');
+            }
+            anyhow::anyhow!(message.trim_end().to_string())
+        })
+    }
+}
+
+impl SourceConfig {
+    /// The password from `password_file` or the variable named by `password_env`, if any.
+    pub fn password(&self) -> Result<Option<String>> {
+        if let Some(file) = &self.password_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("source.password_file: cannot read {}", file.display()))?;
+            return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
+        }
+        Ok(self
+            .password_env
+            .as_deref()
+            .filter(|name| !name.is_empty())
+            .and_then(|name| std::env::var(name).ok()))
+    }
+}
+
+impl DmsConfig {
+    pub fn options(&self) -> Result<DmsOptions> {
+        let before_image = match self.before_image.as_str() {
+            "" => None,
+            filter => Some(BeforeImage {
+                field_name: self.before_image_field.clone(),
+                columns: match filter {
+                    "pk-only" => BeforeImageColumns::PkOnly,
+                    "non-lob" => BeforeImageColumns::NonLob,
+                    "all" => BeforeImageColumns::All,
+                    other => bail!(
+                        "dms.before_image = `{other}`: use \"\" (off), pk-only, non-lob or all"
+                    ),
+                },
+            }),
+        };
+        let pretty = match self.message_format.as_str() {
+            "json" => true,
+            "json-unformatted" => false,
+            other => bail!("dms.message_format = `{other}`: use json or json-unformatted"),
+        };
+        let partition_key_type = match self.partition_key_type.as_str() {
+            "primary-key" => PartitionKeyType::PrimaryKey,
+            "schema-table" => PartitionKeyType::SchemaTable,
+            "transaction-id" => PartitionKeyType::TransactionId,
+            other => bail!(
+                "dms.partition_key_type = `{other}`: use primary-key, schema-table or transaction-id"
+            ),
+        };
+        Ok(DmsOptions {
+            include_null: self.include_null_and_empty,
+            before_image,
+            include_transaction_details: self.include_transaction_details,
+            include_partition_value: self.include_partition_value,
+            include_control_details: self.include_control_details,
+            partition_include_schema_table: self.partition_include_schema_table,
+            pretty,
+            no_hex_prefix: self.no_hex_prefix,
+            partition_key_type,
+            ..DmsOptions::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_unknown_keys_are_named() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.tail.format, "native");
+        config.dms.options().unwrap();
+        let dir = std::env::temp_dir().join(format!("cdcd-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[source]\nurll = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+}
