@@ -202,13 +202,9 @@ impl Decoder {
         if !self.filter.matches(&key.0, &key.1) || self.schemas.contains_key(&key) {
             return None;
         }
-        let has_names = tme.iter_optional_meta().any(|f| {
-            matches!(
-                f,
-                Ok(mysql_common::binlog::events::OptionalMetadataField::ColumnName(_))
-            )
-        });
-        (!has_names).then_some(key)
+        // MariaDB's metadata cannot say JSON, UUID or INET4/6 (they are text and binary on the
+        // wire), so its tables are always looked up; MySQL's only when the names are missing.
+        (self.flavor == Flavor::MariaDb || !crate::table::has_column_names(&tme)).then_some(key)
     }
 
     pub fn put_schema(&mut self, schema: TableSchema) {

@@ -138,6 +138,8 @@ pub struct Replica {
 impl Replica {
     /// Connects, checks the server's settings, resolves the start position and opens the stream.
     pub async fn connect(options: ReplicaOptions) -> Result<Self> {
+        // mysql_async's rustls needs a process-wide crypto provider; a second install is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let opts = connection_opts(&options)?;
         let mut conn = connect(&opts).await?;
         let info = check_server(&mut conn).await?;
@@ -309,6 +311,31 @@ impl Replica {
     }
 }
 
+/// The first row of a query as text columns (NULL as `None`). Typed `FromRow` conversions panic
+/// on a type surprise, and a server's answer is input: it must not crash us.
+async fn first_row(conn: &mut Conn, query: &str) -> Result<Option<Vec<Option<String>>>> {
+    let row: Option<mysql_async::Row> = conn
+        .query_first(query)
+        .await
+        .map_err(Error::server(format!("running `{query}`")))?;
+    Ok(row.map(|row| {
+        (0..row.len())
+            .map(|i| match row.as_ref(i) {
+                None | Some(mysql_async::Value::NULL) => None,
+                Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
+            })
+            .collect()
+    }))
+}
+
+/// One variable (or the first column of the first row) as text.
+async fn first_value(conn: &mut Conn, query: &str) -> Result<Option<String>> {
+    Ok(first_row(conn, query)
+        .await?
+        .and_then(|row| row.into_iter().next().flatten()))
+}
+
 fn is_connection_loss(error: &Error) -> bool {
     match error {
         Error::Setup(message) => message.contains("silent"),
@@ -391,17 +418,20 @@ async fn connect(opts: &Opts) -> Result<Conn> {
 
 /// Checks that the binlog can give complete row images.
 async fn check_server(conn: &mut Conn) -> Result<ServerInfo> {
-    let (version, log_bin, format, image): (String, u64, String, String) = conn
-        .query_first("SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image")
-        .await
-        .map_err(Error::server("reading the server's binlog settings"))?
-        .ok_or_else(|| Error::Setup("the server returned no settings".into()))?;
+    let row = first_row(
+        conn,
+        "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image",
+    )
+    .await?
+    .ok_or_else(|| Error::Setup("the server returned no settings".into()))?;
+    let setting = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    let (version, log_bin, format, image) = (setting(0), setting(1), setting(2), setting(3));
     let flavor = if version.contains("MariaDB") {
         Flavor::MariaDb
     } else {
         Flavor::MySql
     };
-    if log_bin != 1 {
+    if log_bin != "1" {
         return Err(Error::Setup(
             "the server's binary log is off (log_bin=0): start it with --log-bin".into(),
         ));
@@ -419,10 +449,7 @@ async fn check_server(conn: &mut Conn) -> Result<ServerInfo> {
         )));
     }
     let server_uuid = match flavor {
-        Flavor::MySql => conn
-            .query_first::<String, _>("SELECT @@server_uuid")
-            .await
-            .map_err(Error::server("reading server_uuid"))?,
+        Flavor::MySql => first_value(conn, "SELECT @@server_uuid").await?,
         Flavor::MariaDb => None,
     };
     Ok(ServerInfo {
@@ -434,14 +461,17 @@ async fn check_server(conn: &mut Conn) -> Result<ServerInfo> {
 
 /// The server's current end: file, offset and GTID state.
 async fn binlog_end(conn: &mut Conn, info: &ServerInfo) -> Result<Position> {
-    let mut status: Option<mysql_async::Row> = None;
+    let mut status = None;
     for statement in ["SHOW BINARY LOG STATUS", "SHOW MASTER STATUS"] {
-        match conn.query_first(statement).await {
+        match first_row(conn, statement).await {
             Ok(row) => {
                 status = row;
                 break;
             }
-            Err(mysql_async::Error::Server(e)) if e.code == 1227 => {
+            Err(Error::Server {
+                source: mysql_async::Error::Server(e),
+                ..
+            }) if e.code == 1227 => {
                 return Err(Error::Setup(format!(
                     "the replication user may not read the binlog position ({}); GRANT \
                      REPLICATION CLIENT (MariaDB: BINLOG MONITOR) and REPLICATION SLAVE to it",
@@ -454,22 +484,23 @@ async fn binlog_end(conn: &mut Conn, info: &ServerInfo) -> Result<Position> {
     let row = status.ok_or_else(|| {
         Error::Setup("SHOW BINARY LOG STATUS returned nothing: is log_bin on?".into())
     })?;
-    let file: String = row.get(0).unwrap_or_default();
-    let pos: u64 = row.get(1).unwrap_or(4);
+    let file = row.first().cloned().flatten().unwrap_or_default();
+    let pos = row
+        .get(1)
+        .cloned()
+        .flatten()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(4);
     let gtids = match info.flavor {
         Flavor::MySql => {
-            let executed: String = conn
-                .query_first("SELECT @@gtid_executed")
-                .await
-                .map_err(Error::server("reading gtid_executed"))?
+            let executed = first_value(conn, "SELECT @@gtid_executed")
+                .await?
                 .unwrap_or_default();
             Gtids::MySql(executed.parse().map_err(Error::Setup)?)
         }
         Flavor::MariaDb => {
-            let current: String = conn
-                .query_first("SELECT @@gtid_binlog_pos")
-                .await
-                .map_err(Error::server("reading gtid_binlog_pos"))?
+            let current = first_value(conn, "SELECT @@gtid_binlog_pos")
+                .await?
                 .unwrap_or_default();
             Gtids::MariaDb(current.parse().map_err(Error::Setup)?)
         }
@@ -478,10 +509,7 @@ async fn binlog_end(conn: &mut Conn, info: &ServerInfo) -> Result<Position> {
 }
 
 async fn gtid_mode_on(conn: &mut Conn) -> Result<bool> {
-    let mode: Option<String> = conn
-        .query_first("SELECT @@gtid_mode")
-        .await
-        .map_err(Error::server("reading gtid_mode"))?;
+    let mode = first_value(conn, "SELECT @@gtid_mode").await?;
     Ok(mode.is_some_and(|m| m.eq_ignore_ascii_case("ON")))
 }
 
@@ -508,10 +536,8 @@ async fn resolve_start(conn: &mut Conn, info: &ServerInfo, start: &StartFrom) ->
         }),
         StartFrom::Start => {
             if mysql_gtids {
-                let purged: String = conn
-                    .query_first("SELECT @@gtid_purged")
-                    .await
-                    .map_err(Error::server("reading gtid_purged"))?
+                let purged = first_value(conn, "SELECT @@gtid_purged")
+                    .await?
                     .unwrap_or_default();
                 let set: GtidSet = purged.parse().map_err(Error::Setup)?;
                 return Ok(Position {
@@ -520,10 +546,7 @@ async fn resolve_start(conn: &mut Conn, info: &ServerInfo, start: &StartFrom) ->
                     gtids: Gtids::MySql(set),
                 });
             }
-            let first: Option<String> = conn
-                .query_first("SHOW BINARY LOGS")
-                .await
-                .map_err(Error::server("listing binary logs (SHOW BINARY LOGS)"))?;
+            let first = first_value(conn, "SHOW BINARY LOGS").await?;
             Ok(Position {
                 file: first.unwrap_or(end.file),
                 pos: 4,
@@ -558,10 +581,8 @@ async fn resolve_start(conn: &mut Conn, info: &ServerInfo, start: &StartFrom) ->
 /// Refuses to start from GTIDs whose binlogs the server no longer has.
 async fn check_not_purged(conn: &mut Conn, info: &ServerInfo, position: &Position) -> Result<()> {
     if let (Flavor::MySql, Gtids::MySql(have)) = (info.flavor, &position.gtids) {
-        let purged: String = conn
-            .query_first("SELECT @@gtid_purged")
-            .await
-            .map_err(Error::server("reading gtid_purged"))?
+        let purged = first_value(conn, "SELECT @@gtid_purged")
+            .await?
             .unwrap_or_default();
         let purged: GtidSet = purged.parse().map_err(Error::Setup)?;
         let missing = purged.difference(have);

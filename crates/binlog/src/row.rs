@@ -200,9 +200,13 @@ fn decode_value(cursor: &mut Cursor<'_>, plan: &ColumnPlan) -> Result<Value, Str
 fn string_value(plan: &ColumnPlan, bytes: &[u8]) -> Result<Value, String> {
     use cdcd_event::ColumnType as K;
     Ok(match plan.kind {
+        // MariaDB's JSON is LONGTEXT holding JSON text; its CHECK can be disabled, so text that
+        // does not parse stays a string rather than corrupting the output.
         K::Json => match decode_text(plan.encoding, bytes) {
-            // MariaDB's JSON is LONGTEXT holding JSON text.
-            Some(text) => Value::Json(text),
+            Some(text) if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() => {
+                Value::Json(text)
+            }
+            Some(text) => Value::String(text),
             None => Value::Bytes(bytes.to_vec()),
         },
         K::Geometry => Value::Geometry(bytes.to_vec()),

@@ -59,7 +59,22 @@ pub(crate) async fn load_table(
         .map_err(Error::server(format!(
             "reading the primary key of `{schema}`.`{table}`"
         )))?;
-    let columns: Vec<Column> = rows.into_iter().map(column_from_row).collect();
+    // MariaDB's JSON is LONGTEXT with a `json_valid(col)` check: find those columns.
+    let checks: Vec<String> = conn
+        .exec(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE \
+             CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+            (schema, table),
+        )
+        .await
+        .unwrap_or_default();
+    let mut columns: Vec<Column> = rows.into_iter().map(column_from_row).collect();
+    for column in columns.iter_mut().filter(|c| c.kind == ColumnType::Text) {
+        let check = format!("json_valid(`{}`)", column.name.replace('`', "``"));
+        if checks.iter().any(|c| c.eq_ignore_ascii_case(&check)) {
+            column.kind = ColumnType::Json;
+        }
+    }
     let primary_key = key
         .iter()
         .filter_map(|k| columns.iter().position(|c| &*c.name == k))

@@ -104,7 +104,17 @@ struct OptionalMeta {
 impl TableDecoder {
     /// Builds the plan for a TABLE_MAP. `cached` is the schema cache's definition of the table,
     /// used for whatever the TABLE_MAP does not carry and checked against it.
+    ///
+    /// When the TABLE_MAP carries column names it is authoritative, and a cached definition that
+    /// does not match it (the table changed since) is ignored instead of refused.
     pub fn new(tme: &TableMapEvent<'_>, cached: Option<&TableSchema>) -> Result<Self, String> {
+        match Self::build(tme, cached) {
+            Err(_) if cached.is_some() && has_column_names(tme) => Self::build(tme, None),
+            result => result,
+        }
+    }
+
+    fn build(tme: &TableMapEvent<'_>, cached: Option<&TableSchema>) -> Result<Self, String> {
         let count = tme.columns_count() as usize;
         if let Some(cached) = cached {
             if cached.columns.len() != count {
@@ -300,6 +310,12 @@ fn read_optional_meta(tme: &TableMapEvent<'_>) -> Result<OptionalMeta, String> {
         }
     }
     Ok(meta)
+}
+
+/// Whether the TABLE_MAP names its columns (`binlog_row_metadata=FULL`).
+pub(crate) fn has_column_names(tme: &TableMapEvent<'_>) -> bool {
+    tme.iter_optional_meta()
+        .any(|f| matches!(f, Ok(OptionalMetadataField::ColumnName(_))))
 }
 
 fn character_columns(tme: &TableMapEvent<'_>) -> usize {

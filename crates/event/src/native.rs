@@ -59,12 +59,19 @@ pub fn write_ddl(out: &mut String, event: &DdlEvent) {
     push_str(out, "ddl");
     out.push(',');
     push_key(out, "schema");
-    push_str(out, &event.schema);
-    out.push(',');
-    push_key(out, "table");
     match &event.table {
-        Some((_, table)) => push_str(out, table),
-        None => out.push_str("null"),
+        Some((schema, table)) => {
+            push_str(out, schema);
+            out.push(',');
+            push_key(out, "table");
+            push_str(out, table);
+        }
+        None => {
+            push_str(out, &event.schema);
+            out.push(',');
+            push_key(out, "table");
+            out.push_str("null");
+        }
     }
     out.push(',');
     push_key(out, "operation");
