@@ -116,6 +116,10 @@ pub struct Decoder {
     schemas: HashMap<(String, String), Arc<TableSchema>>,
     filter: TableFilter,
     skip_types: Vec<u8>,
+    /// No FORMAT_DESCRIPTION seen yet on this stream.
+    fde_pending: bool,
+    /// The stream's events carry CRC32 checksums (`binlog_checksum` is not NONE).
+    stream_checksums: bool,
     /// Rows of the current rows event, reused to avoid per-row allocation of the scratch vector.
     scratch: Vec<Value>,
 }
@@ -139,6 +143,8 @@ impl Decoder {
             schemas: HashMap::new(),
             filter,
             skip_types: Vec::new(),
+            fde_pending: true,
+            stream_checksums: false,
             scratch: Vec::new(),
         }
     }
@@ -150,6 +156,12 @@ impl Decoder {
         if position.gtids != Gtids::None {
             self.gtids = position.gtids.clone();
         }
+        self
+    }
+
+    /// For replication streams: whether the server writes checksums (`@@binlog_checksum`).
+    pub fn with_stream_checksums(mut self, on: bool) -> Self {
+        self.stream_checksums = on;
         self
     }
 
@@ -319,6 +331,7 @@ impl Decoder {
         };
         match data {
             EventData::FormatDescriptionEvent(fde) => {
+                self.fde_pending = false;
                 if fde.server_version().contains("MariaDB") && self.flavor != Flavor::MariaDb {
                     self.flavor = Flavor::MariaDb;
                     self.gtids = Gtids::MariaDb(MariaGtidList::default());
@@ -403,13 +416,14 @@ impl Decoder {
     }
 
     fn rotate(&mut self, rotate: &RotateEvent<'_>) {
-        let mut name = rotate.name().into_owned();
-        // The first (artificial) ROTATE of a replication stream may carry the checksum bytes in
-        // its name when the server computed checksums before we asked; names are printable.
-        name.retain(|c| !c.is_control());
-        if let Some(end) = name.find(|c: char| !(c.is_ascii_graphic())) {
-            name.truncate(end);
+        let mut name = rotate.name_raw();
+        // A replication stream starts with an artificial ROTATE sent before any FORMAT_DESCRIPTION,
+        // so the parser does not know yet that events carry a CRC32: its last 4 bytes end up in
+        // the name.
+        if self.fde_pending && self.stream_checksums && name.len() > 4 {
+            name = &name[..name.len() - 4];
         }
+        let name = String::from_utf8_lossy(name).into_owned();
         if name.is_empty() {
             return;
         }
@@ -582,11 +596,13 @@ impl Decoder {
             .get(&(schema.to_string(), table.to_string()))
             .cloned();
         let decoder =
-            TableDecoder::new(tme, cached.as_deref()).map_err(|message| Error::Schema {
-                at: at.clone(),
-                schema: schema.to_string(),
-                table: table.to_string(),
-                message,
+            TableDecoder::new(tme, cached.as_deref(), self.flavor).map_err(|message| {
+                Error::Schema {
+                    at: at.clone(),
+                    schema: schema.to_string(),
+                    table: table.to_string(),
+                    message,
+                }
             })?;
         self.tables
             .insert(id, (body.to_vec(), Arc::new(decoder), included));

@@ -118,6 +118,8 @@ pub struct ServerInfo {
     pub flavor: Flavor,
     pub version: String,
     pub server_uuid: Option<String>,
+    /// Events carry CRC32 checksums.
+    pub checksums: bool,
 }
 
 /// A replication connection producing [`Record`]s.
@@ -144,9 +146,7 @@ impl Replica {
         let mut conn = connect(&opts).await?;
         let info = check_server(&mut conn).await?;
         let start = resolve_start(&mut conn, &info, &options.start).await?;
-        let decoder = Decoder::new(info.flavor, &start.file, options.filter.clone())
-            .with_position(&start)
-            .with_server_uuid(info.server_uuid.clone());
+        let decoder = new_decoder(&info, &options, &start);
         let mut replica = Replica {
             options,
             opts,
@@ -267,13 +267,7 @@ impl Replica {
                     tracing::warn!(error = %e, attempt = failures, ?wait, "replication connection lost; reconnecting from the last commit");
                     tokio::time::sleep(wait).await;
                     self.pending.clear();
-                    self.decoder = Decoder::new(
-                        self.info.flavor,
-                        &self.committed.file,
-                        self.options.filter.clone(),
-                    )
-                    .with_position(&self.committed)
-                    .with_server_uuid(self.info.server_uuid.clone());
+                    self.decoder = new_decoder(&self.info, &self.options, &self.committed);
                     if let Ok(conn) = connect(&self.opts).await {
                         self.schema_conn = conn;
                     }
@@ -302,13 +296,19 @@ impl Replica {
             Ok(Some(Ok(event))) => Ok(Some(event)),
             Ok(Some(Err(e))) => {
                 self.stream = None;
-                Err(Error::Server {
-                    context: "reading the binlog stream".into(),
-                    source: e,
-                })
+                // MariaDB reports a start position it no longer has once streaming begins.
+                Err(explain_dump_error(e, &self.committed))
             }
         }
     }
+}
+
+/// A decoder that continues from `position` (a transaction boundary).
+fn new_decoder(info: &ServerInfo, options: &ReplicaOptions, position: &Position) -> Decoder {
+    Decoder::new(info.flavor, &position.file, options.filter.clone())
+        .with_position(position)
+        .with_server_uuid(info.server_uuid.clone())
+        .with_stream_checksums(info.checksums)
 }
 
 /// The first row of a query as text columns (NULL as `None`). Typed `FromRow` conversions panic
@@ -420,12 +420,13 @@ async fn connect(opts: &Opts) -> Result<Conn> {
 async fn check_server(conn: &mut Conn) -> Result<ServerInfo> {
     let row = first_row(
         conn,
-        "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image",
+        "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_checksum",
     )
     .await?
     .ok_or_else(|| Error::Setup("the server returned no settings".into()))?;
     let setting = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     let (version, log_bin, format, image) = (setting(0), setting(1), setting(2), setting(3));
+    let checksums = !setting(4).eq_ignore_ascii_case("NONE");
     let flavor = if version.contains("MariaDB") {
         Flavor::MariaDb
     } else {
@@ -456,6 +457,7 @@ async fn check_server(conn: &mut Conn) -> Result<ServerInfo> {
         flavor,
         version,
         server_uuid,
+        checksums,
     })
 }
 
@@ -609,7 +611,7 @@ fn explain_dump_error(error: mysql_async::Error, from: &Position) -> Error {
              start again from a snapshot or with --from start",
             from.file, from.pos, from.gtids
         ),
-        _ => format!("requesting the binlog from {} {}", from.file, from.pos),
+        _ => format!("reading the binlog from {} {}", from.file, from.pos),
     };
     Error::Server {
         context,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use mysql_common::binlog::events::{OptionalMetadataField, TableMapEvent};
 use mysql_common::constants::ColumnType as Wire;
 
-use cdcd_event::{Column, ColumnType, TableSchema};
+use cdcd_event::{Column, ColumnType, Flavor, TableSchema};
 
 use crate::charset::{encoding_for_collation, TextEncoding};
 
@@ -107,14 +107,22 @@ impl TableDecoder {
     ///
     /// When the TABLE_MAP carries column names it is authoritative, and a cached definition that
     /// does not match it (the table changed since) is ignored instead of refused.
-    pub fn new(tme: &TableMapEvent<'_>, cached: Option<&TableSchema>) -> Result<Self, String> {
-        match Self::build(tme, cached) {
-            Err(_) if cached.is_some() && has_column_names(tme) => Self::build(tme, None),
+    pub fn new(
+        tme: &TableMapEvent<'_>,
+        cached: Option<&TableSchema>,
+        flavor: Flavor,
+    ) -> Result<Self, String> {
+        match Self::build(tme, cached, flavor) {
+            Err(_) if cached.is_some() && has_column_names(tme) => Self::build(tme, None, flavor),
             result => result,
         }
     }
 
-    fn build(tme: &TableMapEvent<'_>, cached: Option<&TableSchema>) -> Result<Self, String> {
+    fn build(
+        tme: &TableMapEvent<'_>,
+        cached: Option<&TableSchema>,
+        flavor: Flavor,
+    ) -> Result<Self, String> {
         let count = tme.columns_count() as usize;
         if let Some(cached) = cached {
             if cached.columns.len() != count {
@@ -132,7 +140,7 @@ impl TableDecoder {
                 ));
             }
         }
-        let meta = read_optional_meta(tme)?;
+        let meta = read_optional_meta(tme, flavor)?;
         let nullable = tme.null_bitmask();
         let mut columns = Vec::with_capacity(count);
         let mut plans = Vec::with_capacity(count);
@@ -153,7 +161,7 @@ impl TableDecoder {
                 numeric += 1;
             }
             let mut collation = cached_column.map_or(0, |c| c.collation);
-            if wire.is_character_type() {
+            if is_character_column(wire, flavor) {
                 if let Some(c) = meta.charsets.as_ref().and_then(|c| c.get(character)) {
                     collation = *c;
                 }
@@ -240,7 +248,7 @@ impl TableDecoder {
     }
 }
 
-fn read_optional_meta(tme: &TableMapEvent<'_>) -> Result<OptionalMeta, String> {
+fn read_optional_meta(tme: &TableMapEvent<'_>, flavor: Flavor) -> Result<OptionalMeta, String> {
     let mut meta = OptionalMeta::default();
     let err = |e: std::io::Error| format!("optional metadata: {e}");
     for field in tme.iter_optional_meta() {
@@ -253,7 +261,7 @@ fn read_optional_meta(tme: &TableMapEvent<'_>) -> Result<OptionalMeta, String> {
                     d.default_charset(),
                     d.iter_non_default()
                         .map(|x| x.map(|x| (x.column_index() as usize, x.charset()))),
-                    character_columns(tme),
+                    character_columns(tme, flavor),
                 )?);
             }
             OptionalMetadataField::ColumnCharset(c) => {
@@ -318,9 +326,17 @@ pub(crate) fn has_column_names(tme: &TableMapEvent<'_>) -> bool {
         .any(|f| matches!(f, Ok(OptionalMetadataField::ColumnName(_))))
 }
 
-fn character_columns(tme: &TableMapEvent<'_>) -> usize {
+/// Whether a column has an entry in the TABLE_MAP's character set lists. MariaDB gives GEOMETRY
+/// columns one (binary); MySQL does not.
+fn is_character_column(wire: Wire, flavor: Flavor) -> bool {
+    wire.is_character_type() || (flavor == Flavor::MariaDb && wire == Wire::MYSQL_TYPE_GEOMETRY)
+}
+
+fn character_columns(tme: &TableMapEvent<'_>, flavor: Flavor) -> usize {
     (0..tme.columns_count() as usize)
-        .filter(|&i| matches!(tme.get_column_type(i), Ok(Some(t)) if t.is_character_type()))
+        .filter(
+            |&i| matches!(tme.get_column_type(i), Ok(Some(t)) if is_character_column(t, flavor)),
+        )
         .count()
 }
 

@@ -55,7 +55,8 @@ pub fn matches(expected: &OracleValue, column: &Column, actual: &Value) -> Resul
             show_value(actual)
         ));
     }
-    let text = || std::str::from_utf8(literal).map_err(|_| "printed value is not UTF-8".to_string());
+    let text =
+        || std::str::from_utf8(literal).map_err(|_| "printed value is not UTF-8".to_string());
     let result = match comment.printed {
         Printed::Int { bits } => check_int(text()?, bits, column, actual),
         Printed::Decimal { .. } => match actual {
@@ -148,7 +149,9 @@ pub fn matches(expected: &OracleValue, column: &Column, actual: &Value) -> Resul
                 _ => Err(mismatch(literal, actual)),
             }
         }
-        Printed::String { length } => check_string(&unquote(literal)?, Some(length), column, actual),
+        Printed::String { length } => {
+            check_string(&unquote(literal)?, Some(length), column, actual)
+        }
         Printed::VarString { .. } | Printed::Blob => {
             check_string(&unquote(literal)?, None, column, actual)
         }
@@ -198,26 +201,47 @@ struct TypeComment {
 /// The column type as mysqlbinlog names it in the comment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Printed {
-    Int { bits: u32 },
-    Decimal { precision: u32, scale: u32 },
+    Int {
+        bits: u32,
+    },
+    Decimal {
+        precision: u32,
+        scale: u32,
+    },
     Float,
     Double,
-    Bit { bits: u32 },
+    Bit {
+        bits: u32,
+    },
     Date,
     /// `digits` is `None` for the pre-5.6 types, which print differently.
-    DateTime { digits: Option<u8> },
-    Timestamp { digits: Option<u8> },
-    Time { digits: Option<u8> },
+    DateTime {
+        digits: Option<u8>,
+    },
+    Timestamp {
+        digits: Option<u8>,
+    },
+    Time {
+        digits: Option<u8>,
+    },
     Year,
     /// CHAR and BINARY; `length` in bytes.
-    String { length: u32 },
-    VarString { length: u32 },
+    String {
+        length: u32,
+    },
+    VarString {
+        length: u32,
+    },
     /// The four BLOB/TEXT sizes.
     Blob,
     Json,
     Enum,
-    Set { bytes: u32 },
-    Vector { dimensions: u32 },
+    Set {
+        bytes: u32,
+    },
+    Vector {
+        dimensions: u32,
+    },
 }
 
 impl TypeComment {
@@ -271,9 +295,10 @@ impl TypeComment {
             ("YEAR", None) => Printed::Year,
             ("STRING", Some(n)) => Printed::String { length: number(n)? },
             ("VARSTRING", Some(n)) => Printed::VarString { length: number(n)? },
-            ("TINYBLOB/TINYTEXT" | "BLOB/TEXT" | "MEDIUMBLOB/MEDIUMTEXT" | "LONGBLOB/LONGTEXT", None) => {
-                Printed::Blob
-            }
+            (
+                "TINYBLOB/TINYTEXT" | "BLOB/TEXT" | "MEDIUMBLOB/MEDIUMTEXT" | "LONGBLOB/LONGTEXT",
+                None,
+            ) => Printed::Blob,
             ("JSON", None) => Printed::Json,
             ("ENUM", Some(_)) => Printed::Enum,
             ("SET", Some(n)) => Printed::Set {
@@ -391,7 +416,9 @@ fn check_int(printed: &str, bits: u32, column: &Column, actual: &Value) -> Resul
         None => {
             let s: i128 = printed.parse().map_err(|_| bad())?;
             if s < 0 {
-                return Err(format!("negative integer `{printed}` without its unsigned reading"));
+                return Err(format!(
+                    "negative integer `{printed}` without its unsigned reading"
+                ));
             }
             (s, s)
         }
@@ -410,7 +437,11 @@ fn check_int(printed: &str, bits: u32, column: &Column, actual: &Value) -> Resul
         _ => Err(format!(
             "expected {expected} ({}-bit {}, printed `{printed}`), got {}",
             bits,
-            if column.unsigned { "unsigned" } else { "signed" },
+            if column.unsigned {
+                "unsigned"
+            } else {
+                "signed"
+            },
             show_value(actual)
         )),
     }
@@ -525,7 +556,8 @@ fn check_json(expected: &OracleValue, actual: &Value) -> Result<(), String> {
             show_value(actual)
         ));
     };
-    let ours_doc = json::parse(ours).map_err(|e| format!("our JSON does not parse: {e}: {ours}"))?;
+    let ours_doc =
+        json::parse(ours).map_err(|e| format!("our JSON does not parse: {e}: {ours}"))?;
     let printed = json_text(expected)?;
     if expected.json_document.is_none() {
         // A document that is only a string (or date, time, opaque value) is printed unquoted.
@@ -692,9 +724,7 @@ fn format_vector(bytes: &[u8]) -> String {
 fn parse_c_double(text: &str) -> Result<f64, String> {
     match text {
         "nan" | "-nan" => Ok(f64::NAN),
-        _ => text
-            .parse()
-            .map_err(|_| format!("bad DOUBLE `{text}`")),
+        _ => text.parse().map_err(|_| format!("bad DOUBLE `{text}`")),
     }
 }
 
@@ -788,7 +818,11 @@ fn split_fraction(text: &str, digits: Option<u8>) -> Option<(&str, i64)> {
 }
 
 fn mismatch(printed: &[u8], actual: &Value) -> String {
-    format!("expected {}, got {}", show_bytes(printed), show_value(actual))
+    format!(
+        "expected {}, got {}",
+        show_bytes(printed),
+        show_value(actual)
+    )
 }
 
 fn mismatch_bytes(printed: &[u8], actual: &Value) -> String {
@@ -970,7 +1004,12 @@ mod tests {
             month: 0,
             day: 0,
         };
-        assert!(matches(&value(b"'0000:00:00'", &comment("DATE")), &date, &Value::Date(zero)).is_ok());
+        assert!(matches(
+            &value(b"'0000:00:00'", &comment("DATE")),
+            &date,
+            &Value::Date(zero)
+        )
+        .is_ok());
     }
 
     #[test]
@@ -1043,7 +1082,12 @@ mod tests {
             scale: 3,
             ..decimal.clone()
         };
-        assert!(matches(&printed, &wrong_scale, &Value::Decimal("-12345678.91".into())).is_err());
+        assert!(matches(
+            &printed,
+            &wrong_scale,
+            &Value::Decimal("-12345678.91".into())
+        )
+        .is_err());
         let not_null = Column {
             nullable: false,
             ..decimal

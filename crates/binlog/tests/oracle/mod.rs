@@ -8,11 +8,17 @@
 //! fixture files, against MySQL's `log_event.cc` and by running mysqlbinlog 9.7.4 on patched
 //! binlogs:
 //! * Every event starts with a `# at N` line followed by a header line
-//!   `#YYMMDD hh:mm:ss server id S  end_log_pos M …\t<Type>…`. Events inside a
-//!   TRANSACTION_PAYLOAD are printed with N = M = the end of the payload event.
+//!   `#YYMMDD hh:mm:ss server id S  end_log_pos M …\t<Type>…`. The events inside a
+//!   TRANSACTION_PAYLOAD (between `# Start of compressed events.` and `# End of compressed
+//!   events.`) have no offset of their own: they are printed with N = M = the end of the payload
+//!   event; [`OracleRow::payload_at`] tells where that payload event starts.
 //! * A `Table_map:` event names `` `db`.`table` `` and the table id. With `--print-table-metadata`
 //!   it is followed by one `# Columns(` line per column: the first starts with `# Columns(`, the
 //!   others with `#         `, and the last one ends with `)`.
+//! * A rows event whose flags lack `STMT_END_F` prints no rows: mysqlbinlog holds them back and
+//!   prints the rows of all rows events of the statement after the last one (the one with
+//!   `STMT_END_F`), without marking where one event's rows end. Such rows carry all those events
+//!   in [`OracleRow::events`].
 //! * A rows event prints each row as `### INSERT INTO`, `### UPDATE` or `### DELETE FROM`, followed
 //!   by its images: `### WHERE` (before) and `### SET` (after). Each image has one line per column
 //!   that is in the image, `###   @N=<value> /* <type> meta=… nullable=… is_null=… */`.
@@ -25,9 +31,6 @@
 //!   `!! Don't know how to handle column type=255 …` and stops printing that rows event, so the
 //!   rest of that row and all later rows of the event are missing from the output. Such a row is
 //!   returned with [`OracleRow::truncated`] set; any other `!!` line is an error.
-
-// Each test binary that includes this module uses a different part of it.
-#![allow(dead_code)]
 
 pub mod compare;
 
@@ -105,13 +108,34 @@ pub struct Truncation {
     pub message: String,
 }
 
+/// A rows event as its header tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowsEvent {
+    /// `# at N`.
+    pub at: u64,
+    pub end_log_pos: u64,
+    /// For an event of a compressed transaction: the `# at` of its TRANSACTION_PAYLOAD event. (`at`
+    /// and `end_log_pos` are then both the end of that payload event.)
+    pub payload_at: Option<u64>,
+    pub op: OracleOp,
+    pub schema: String,
+    pub table: String,
+}
+
 /// One row of one rows event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OracleRow {
-    /// The `# at N` of the rows event.
+    /// The `# at N` of the rows event that printed the row.
     pub at: u64,
-    /// The `end_log_pos` of the rows event.
+    /// The `end_log_pos` of the rows event that printed the row.
     pub end_log_pos: u64,
+    /// For a row of a compressed transaction: the `# at` of its TRANSACTION_PAYLOAD event. (`at`
+    /// and `end_log_pos` are then both the end of that payload event.)
+    pub payload_at: Option<u64>,
+    /// The rows events the row may come from, in binlog order: only the event that printed it,
+    /// or, for a statement split over several rows events, all of them (the printing event last).
+    /// Each of them holds at least one of the rows printed together.
+    pub events: std::sync::Arc<[RowsEvent]>,
     pub op: OracleOp,
     pub schema: String,
     pub table: String,
@@ -120,7 +144,7 @@ pub struct OracleRow {
     pub before: Vec<Option<OracleValue>>,
     /// The after image, like `before`. Empty for deletes.
     pub after: Vec<Option<OracleValue>>,
-    /// 0-based index of the row within its rows event.
+    /// 0-based index of the row among the rows printed by its event.
     pub index_in_event: usize,
     /// 1-based line number of the `### INSERT/UPDATE/DELETE` line in the reference file.
     pub line: usize,
@@ -171,18 +195,14 @@ struct TableMap {
     schema: String,
     table: String,
     columns: usize,
-    /// The `# Columns(` block, verbatim: tells whether the table definition changed.
-    signature: Vec<u8>,
-    has_json: bool,
 }
 
 /// The event whose lines are being read.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Event {
-    at: u64,
-    end_log_pos: u64,
-    /// For rows events: the statement and the table id.
-    rows: Option<(OracleOp, u64)>,
+    /// For a rows event that ends its statement: the rows events whose rows it prints, with the
+    /// table id of each. `None` for other events (which must print no rows).
+    prints: Option<(std::sync::Arc<[RowsEvent]>, Vec<u64>)>,
     /// Number of rows read so far from this rows event.
     rows_seen: usize,
     /// Set once a row of this event was truncated: nothing after it is printed.
@@ -193,6 +213,10 @@ struct Parser<'a> {
     lines: Lines<'a>,
     last_at: Option<u64>,
     event: Option<Event>,
+    /// `(# at, end_log_pos)` of the TRANSACTION_PAYLOAD event whose inner events are being read.
+    payload: Option<(u64, u64)>,
+    /// Rows events without `STMT_END_F` whose rows are not printed yet, with their table ids.
+    held_back: Vec<(RowsEvent, u64)>,
     tables: HashMap<u64, TableMap>,
     state: RowState,
     rows: Vec<OracleRow>,
@@ -209,6 +233,8 @@ impl<'a> Parser<'a> {
             lines: Lines::new(text),
             last_at: None,
             event: None,
+            payload: None,
+            held_back: Vec::new(),
             tables: HashMap::new(),
             state: RowState::default(),
             rows: Vec::new(),
@@ -221,6 +247,12 @@ impl<'a> Parser<'a> {
             self.line(line)
                 .map_err(|e| format!("line {line_no}: {e}"))?;
         }
+        if let Some((event, _)) = self.held_back.first() {
+            return Err(format!(
+                "the statement of the rows event at {} never ends (no rows event with STMT_END_F)",
+                event.at
+            ));
+        }
         Ok(self.rows)
     }
 
@@ -230,6 +262,8 @@ impl<'a> Parser<'a> {
             self.event = None;
         } else if is_event_header(line) {
             self.event_header(line)?;
+        } else if line == b"# End of compressed events." {
+            self.payload = None;
         } else if let Some(rest) = line.strip_prefix(b"### ") {
             if !rest.starts_with(b"  ") {
                 self.row(line)?;
@@ -268,20 +302,57 @@ impl<'a> Parser<'a> {
         } else {
             None
         };
-        let rows = match rows_op {
-            Some(op) => {
-                let id = word_after(kind, b"table id ").ok_or("rows event without table id")?;
-                Some((op, parse_u64(id)?))
-            }
-            None => None,
-        };
         if kind.starts_with(b"Table_map: ") {
             self.table_map(kind)?;
         }
+        let payload_at = match self.payload {
+            Some((payload_at, payload_end)) => {
+                if (at, end_log_pos) != (payload_end, payload_end) {
+                    return Err(format!(
+                        "event inside the TRANSACTION_PAYLOAD at {payload_at} is not at its end \
+                         {payload_end}"
+                    ));
+                }
+                Some(payload_at)
+            }
+            None => None,
+        };
+        if kind.starts_with(b"Transaction_Payload") {
+            if payload_at.is_some() {
+                return Err("TRANSACTION_PAYLOAD inside a TRANSACTION_PAYLOAD".into());
+            }
+            self.payload = Some((at, end_log_pos));
+        }
+        let mut prints = None;
+        if let Some(op) = rows_op {
+            let id = word_after(kind, b"table id ").ok_or("rows event without table id")?;
+            let id = parse_u64(id)?;
+            let map = self
+                .tables
+                .get(&id)
+                .ok_or_else(|| format!("rows event for unknown table id {id}"))?;
+            let event = RowsEvent {
+                at,
+                end_log_pos,
+                payload_at,
+                op,
+                schema: map.schema.clone(),
+                table: map.table.clone(),
+            };
+            self.held_back.push((event, id));
+            let flags = word_list_after(kind, b" flags: ");
+            if flags.iter().any(|f| *f == b"STMT_END_F") {
+                let (events, ids): (Vec<RowsEvent>, Vec<u64>) = self.held_back.drain(..).unzip();
+                prints = Some((events.into(), ids));
+            }
+        } else if !self.held_back.is_empty() && !kind.starts_with(b"Table_map: ") {
+            return Err(format!(
+                "the statement of the rows event at {} does not end before another event",
+                self.held_back[0].0.at
+            ));
+        }
         self.event = Some(Event {
-            at,
-            end_log_pos,
-            rows,
+            prints,
             rows_seen: 0,
             truncated: false,
         });
@@ -296,16 +367,23 @@ impl<'a> Parser<'a> {
         let id = parse_u64(id)?;
         // Skip comment lines before the column list, e.g. `# has_generated_invisible_primary_key=0`.
         while let Some(line) = self.lines.peek() {
-            if line.starts_with(b"# Columns(") || !line.starts_with(b"# ") || line.starts_with(b"# at ")
+            if line.starts_with(b"# Columns(")
+                || !line.starts_with(b"# ")
+                || line.starts_with(b"# at ")
             {
                 break;
             }
             self.lines.next_line();
         }
+        // The block's lines, verbatim (they tell whether the table definition changed), and their
+        // text without the `# Columns(` / `#         ` prefixes.
         let mut signature = Vec::new();
-        let mut columns = 0;
-        let mut has_json = false;
-        if self.lines.peek().is_some_and(|l| l.starts_with(b"# Columns(")) {
+        let mut list = Vec::new();
+        if self
+            .lines
+            .peek()
+            .is_some_and(|l| l.starts_with(b"# Columns("))
+        {
             loop {
                 let line = self
                     .lines
@@ -315,12 +393,14 @@ impl<'a> Parser<'a> {
                     .strip_prefix(b"# Columns(")
                     .or_else(|| line.strip_prefix(b"#         "))
                     .ok_or_else(|| {
-                        format!("unexpected line in `# Columns(`: {}", String::from_utf8_lossy(line))
+                        format!(
+                            "unexpected line in `# Columns(`: {}",
+                            String::from_utf8_lossy(line)
+                        )
                     })?;
                 signature.extend_from_slice(line);
                 signature.push(b'\n');
-                columns += 1;
-                has_json |= column_type_word(column) == b"JSON";
+                list.extend_from_slice(column);
                 if line.ends_with(b")") {
                     break;
                 }
@@ -332,12 +412,15 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        if columns == 0 {
+        if list.is_empty() {
             return Err(format!(
                 "Table_map of `{schema}`.`{table}` without `# Columns(` (run mysqlbinlog with \
                  --print-table-metadata)"
             ));
         }
+        let entries = column_entries(&list[..list.len() - 1])?;
+        let columns = entries.len();
+        let has_json = entries.iter().any(|c| column_type_word(c) == b"JSON");
         self.state.table_map(&schema, &table, &signature, has_json);
         self.tables.insert(
             id,
@@ -345,8 +428,6 @@ impl<'a> Parser<'a> {
                 schema,
                 table,
                 columns,
-                signature,
-                has_json,
             },
         );
         Ok(())
@@ -356,7 +437,9 @@ impl<'a> Parser<'a> {
     fn row(&mut self, line: &[u8]) -> Result<(), String> {
         let line_no = self.lines.line_no();
         let event = self.event.as_mut().ok_or("row outside an event")?;
-        let (event_op, table_id) = event.rows.ok_or("row in an event that is not a rows event")?;
+        let (events, table_ids) = event.prints.as_ref().ok_or(
+            "row in an event that prints none (not a rows event, or one without STMT_END_F)",
+        )?;
         if event.truncated {
             return Err("row printed after a truncated row of the same event".into());
         }
@@ -372,9 +455,6 @@ impl<'a> Parser<'a> {
                 String::from_utf8_lossy(line)
             ));
         };
-        if op != event_op {
-            return Err(format!("{op} row in a rows event of another kind"));
-        }
         let (schema, table, rest) = parse_qualified_name(name)?;
         if !rest.is_empty() {
             return Err(format!(
@@ -382,20 +462,19 @@ impl<'a> Parser<'a> {
                 String::from_utf8_lossy(rest)
             ));
         }
-        let map = self
-            .tables
-            .get(&table_id)
-            .ok_or_else(|| format!("rows event for unknown table id {table_id}"))?;
-        if map.schema != schema || map.table != table {
-            return Err(format!(
-                "row names `{schema}`.`{table}` but table id {table_id} is `{}`.`{}`",
-                map.schema, map.table
-            ));
-        }
-        let columns = map.columns;
+        let source = events
+            .iter()
+            .position(|e| e.op == op && e.schema == schema && e.table == table)
+            .ok_or_else(|| {
+                format!("{op} row of `{schema}`.`{table}` matches none of the event's rows events")
+            })?;
+        let columns = self.tables[&table_ids[source]].columns;
+        let printer = events.last().expect("at least the printing event");
         let mut row = OracleRow {
-            at: event.at,
-            end_log_pos: event.end_log_pos,
+            at: printer.at,
+            end_log_pos: printer.end_log_pos,
+            payload_at: printer.payload_at,
+            events: events.clone(),
             op,
             schema,
             table,
@@ -564,7 +643,21 @@ impl<'a> Parser<'a> {
 
 /// `#YYMMDD hh:mm:ss server id …`
 fn is_event_header(line: &[u8]) -> bool {
-    line.len() > 8 && line[0] == b'#' && line[1..7].iter().all(u8::is_ascii_digit) && line[7] == b' '
+    line.len() > 8
+        && line[0] == b'#'
+        && line[1..7].iter().all(u8::is_ascii_digit)
+        && line[7] == b' '
+}
+
+/// The space-separated words after the first occurrence of `key`, up to the end of the line.
+fn word_list_after<'t>(text: &'t [u8], key: &[u8]) -> Vec<&'t [u8]> {
+    match text.windows(key.len()).position(|w| w == key) {
+        Some(start) => text[start + key.len()..]
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty())
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// The run of digits right after the first occurrence of `key`.
@@ -596,7 +689,9 @@ fn parse_qualified_name(text: &[u8]) -> Result<(String, String, &[u8]), String> 
 }
 
 fn parse_quoted_identifier(text: &[u8]) -> Result<(String, &[u8]), String> {
-    let mut rest = text.strip_prefix(b"`").ok_or("expected a `quoted` identifier")?;
+    let mut rest = text
+        .strip_prefix(b"`")
+        .ok_or("expected a `quoted` identifier")?;
     let mut name = Vec::new();
     loop {
         match rest {
@@ -615,6 +710,52 @@ fn parse_quoted_identifier(text: &[u8]) -> Result<(String, &[u8]), String> {
             [] => return Err("unterminated identifier".into()),
         }
     }
+}
+
+/// Splits the column list of a `# Columns(` block (without its closing `)`) into one entry per
+/// column.
+///
+/// Columns are separated by `,` (outside parentheses, `'…'` and `` `…` ``), except that mysqlbinlog
+/// prints a type it has no name for (the pre-5.6 DATETIME and TIMESTAMP: `INVALID_TYPE(12)`,
+/// `INVALID_TYPE(7)`) without a separator after it, e.g. `INVALID_TYPE(12)INVALID_TYPE(7)`.
+fn column_entries(list: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut pieces = Vec::new();
+    let (mut depth, mut quote, mut start) = (0usize, None, 0);
+    for (i, &b) in list.iter().enumerate() {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'`') => quote = Some(b),
+            (None, b'(') => depth += 1,
+            (None, b')') => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or("unbalanced `)` in `# Columns(`")?
+            }
+            (None, b',') if depth == 0 => {
+                pieces.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&list[start..]);
+    const INVALID: &[u8] = b"INVALID_TYPE(";
+    let mut entries = Vec::new();
+    for mut piece in pieces {
+        while piece.starts_with(INVALID) {
+            let close = piece
+                .iter()
+                .position(|&b| b == b')')
+                .ok_or("unterminated INVALID_TYPE( in `# Columns(`")?;
+            entries.push(&piece[..=close]);
+            piece = &piece[close + 1..];
+        }
+        if !piece.is_empty() {
+            entries.push(piece);
+        }
+    }
+    Ok(entries)
 }
 
 /// The SQL type word of one `# Columns(` entry: skips an optional `` `name` `` first.
@@ -652,7 +793,9 @@ pub fn unquote(literal: &[u8]) -> Result<Vec<u8>, String> {
             i += 1;
             continue;
         }
-        let escaped = *inner.get(i + 1).ok_or("`\\` at the end of a quoted value")?;
+        let escaped = *inner
+            .get(i + 1)
+            .ok_or("`\\` at the end of a quoted value")?;
         i += 2;
         out.push(match escaped {
             b'b' => 0x08,
@@ -802,7 +945,10 @@ impl RowState {
             .get(&(row.schema.clone(), row.table.clone()))
             .ok_or_else(|| format!("{}, and the table's rows are not known", what()))?;
         if let Some(reason) = &table.unknown {
-            return Err(format!("{}, and the table's rows are not known: {reason}", what()));
+            return Err(format!(
+                "{}, and the table's rows are not known: {reason}",
+                what()
+            ));
         }
         let key = Self::key(&row.before);
         let mut found: Option<&Vec<u8>> = None;
@@ -913,8 +1059,7 @@ pub mod json {
 
     impl JsonParser<'_> {
         fn ws(&mut self) {
-            while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r')
-            {
+            while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
                 self.i += 1;
             }
         }
@@ -989,11 +1134,9 @@ pub mod json {
                 Some(b'-' | b'0'..=b'9') => {
                     let start = self.i;
                     self.i += 1;
-                    while self
-                        .s
-                        .get(self.i)
-                        .is_some_and(|b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
-                    {
+                    while self.s.get(self.i).is_some_and(|b| {
+                        matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                    }) {
                         self.i += 1;
                     }
                     let text = std::str::from_utf8(&self.s[start..self.i]).expect("ascii");
@@ -1256,9 +1399,9 @@ pub mod json {
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v)
                     .ok_or_else(|| format!("no member `{name}`"))?,
-                (Json::Array(items), Leg::Index(i)) => {
-                    items.get_mut(*i).ok_or_else(|| format!("no element [{i}]"))?
-                }
+                (Json::Array(items), Leg::Index(i)) => items
+                    .get_mut(*i)
+                    .ok_or_else(|| format!("no element [{i}]"))?,
                 (_, leg) => return Err(format!("path leg {leg:?} does not fit the document")),
             };
         }
@@ -1275,12 +1418,7 @@ pub mod json {
 
     /// Applies one diff to `doc`, with the semantics of MySQL's `Json_diff` (a replaced or removed
     /// value must exist, an inserted member must not).
-    fn apply(
-        doc: &mut Json,
-        op: Operation,
-        path: &str,
-        value: Option<Json>,
-    ) -> Result<(), String> {
+    fn apply(doc: &mut Json, op: Operation, path: &str, value: Option<Json>) -> Result<(), String> {
         let legs = parse_path(path)?;
         let Some(last) = legs.last() else {
             return match (op, value) {
@@ -1506,6 +1644,21 @@ mod tests {
     }
 
     #[test]
+    fn column_lists_count_columns_printed_without_separator() {
+        let count = |list: &[u8]| column_entries(list).unwrap().len();
+        assert_eq!(count(b"INT NOT NULL"), 1);
+        assert_eq!(
+            count(b"`a,b` DECIMAL(12,2),`e` ENUM('x,y', 'z') CHARSET utf8mb4,JSON"),
+            3
+        );
+        assert_eq!(
+            count(b"SMALLINT NOT NULL,TINYINT NOT NULL,INVALID_TYPE(12)INVALID_TYPE(7)"),
+            4
+        );
+        assert_eq!(count(b"INVALID_TYPE(12)SMALLINT NOT NULL,INT"), 3);
+    }
+
+    #[test]
     fn unquote_undoes_every_escape() {
         assert_eq!(
             unquote(br"'\x00\x07\b\t\n\x0b\f\r\x1f\'\\ x'").unwrap(),
@@ -1519,14 +1672,20 @@ mod tests {
 
     #[test]
     fn rows_of_the_minimal_metadata_file() {
-        let rows = parse(&fixture("mysql97-02-meta-minimal-rowsv2.mysqlbinlog-vv.txt")).unwrap();
+        let rows = parse(&fixture(
+            "mysql97-02-meta-minimal-rowsv2.mysqlbinlog-vv.txt",
+        ))
+        .unwrap();
         assert_eq!(rows.len(), 3041);
 
         // The first all_types insert: mysqlbinlog stops at the GEOMETRY column @47.
         let first = &rows[0];
         assert_eq!((first.at, first.end_log_pos), (2283, 4084));
         assert_eq!(first.op, OracleOp::Insert);
-        assert_eq!((&*first.schema, &*first.table), ("cdc_fixture", "all_types"));
+        assert_eq!(
+            (&*first.schema, &*first.table),
+            ("cdc_fixture", "all_types")
+        );
         assert_eq!(first.after.len(), 51);
         assert_eq!(
             first.truncated.as_ref().map(|t| (t.image, t.column)),
@@ -1554,9 +1713,15 @@ mod tests {
         // Rows inside a TRANSACTION_PAYLOAD carry the payload's end as position.
         let compressed: Vec<_> = rows.iter().filter(|r| r.at == 16551).collect();
         assert_eq!(compressed.len(), 2);
-        assert!(compressed.iter().all(|r| r.end_log_pos == 16551));
+        assert!(compressed
+            .iter()
+            .all(|r| r.end_log_pos == 16551 && r.payload_at == Some(16293)));
+        assert_eq!(rows.iter().filter(|r| r.payload_at.is_some()).count(), 7);
         assert_eq!(
-            compressed.iter().map(|r| r.index_in_event).collect::<Vec<_>>(),
+            compressed
+                .iter()
+                .map(|r| r.index_in_event)
+                .collect::<Vec<_>>(),
             [0, 1]
         );
 
@@ -1676,8 +1841,8 @@ mod tests {
 
     #[test]
     fn json_numbers_keep_their_text() {
-        let doc = json::parse(r#"[-9223372036854775808, 18446744073709551615, 1.50, -0.0e-5]"#)
-            .unwrap();
+        let doc =
+            json::parse(r#"[-9223372036854775808, 18446744073709551615, 1.50, -0.0e-5]"#).unwrap();
         assert_eq!(
             doc.to_mysql_text(),
             "[-9223372036854775808, 18446744073709551615, 1.50, -0.0e-5]"

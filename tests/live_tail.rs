@@ -1,0 +1,530 @@
+//! `cdcd tail` against the real servers: a private MariaDB 10.11 and an Oracle MySQL 9.7, both with
+//! row-based binlogs, started by `scripts/services.sh`.
+//!
+//! The oracle is the tables' own contents: every change event of a workload over all column types
+//! is replayed by primary key, and the result must equal `SELECT *` of each table, value by value.
+//! The scenarios of one server run in sequence (some flip global server settings and restore them);
+//! the two servers run in parallel.
+
+mod support;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use support::{
+    assert_table_matches, children_peak_rss_mib, expect_failure, replay, tail_json, Server,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_tail_reproduces_tables_and_rejects_bad_input() {
+    run_all(Server::from_env("MARIADB")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_tail_reproduces_tables_and_rejects_bad_input() {
+    run_all(Server::from_env("MYSQL")).await;
+}
+
+async fn run_all(server: Server) {
+    let mut conn = server.conn().await;
+    let db = format!("cdcd_live_{}", server.name.to_ascii_lowercase());
+    conn.query_drop(format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .unwrap();
+    conn.query_drop(format!("CREATE DATABASE {db} CHARACTER SET utf8mb4"))
+        .await
+        .unwrap();
+
+    all_types_workload(&server, &mut conn, &db).await;
+    large_transaction_and_large_row(&server, &mut conn, &db).await;
+    tls_verification(&server, &mut conn, &db).await;
+    bad_input(&server, &mut conn).await;
+    purged_start_is_refused(&server, &mut conn).await;
+}
+
+fn all_types_ddl(server: &Server) -> String {
+    let flavor_columns = if server.mariadb {
+        // MariaDB: JSON is LONGTEXT with a json_valid check; UUID and INET types exist.
+        "c_json JSON, c_uuid UUID, c_inet4 INET4, c_inet6 INET6"
+    } else {
+        "c_json JSON, c_point POINT SRID 4326"
+    };
+    format!(
+        "CREATE TABLE all_types (
+          id INT UNSIGNED NOT NULL PRIMARY KEY,
+          c_tinyint TINYINT, c_tinyint_u TINYINT UNSIGNED,
+          c_smallint SMALLINT, c_smallint_u SMALLINT UNSIGNED,
+          c_mediumint MEDIUMINT, c_mediumint_u MEDIUMINT UNSIGNED,
+          c_int INT, c_int_u INT UNSIGNED,
+          c_bigint BIGINT, c_bigint_u BIGINT UNSIGNED,
+          c_dec DECIMAL(10,2), c_dec_big DECIMAL(65,30),
+          c_float FLOAT, c_double DOUBLE,
+          c_bit1 BIT(1), c_bit BIT(13), c_bit64 BIT(64),
+          c_date DATE, c_datetime DATETIME, c_datetime3 DATETIME(3), c_datetime6 DATETIME(6),
+          c_ts TIMESTAMP NULL, c_ts6 TIMESTAMP(6) NULL,
+          c_time TIME, c_time1 TIME(1), c_time6 TIME(6), c_year YEAR,
+          c_char CHAR(10), c_char_latin1 CHAR(10) CHARACTER SET latin1,
+          c_varchar VARCHAR(300), c_varchar_latin1 VARCHAR(20) CHARACTER SET latin1,
+          c_binary BINARY(4), c_varbinary VARBINARY(300),
+          c_text TEXT, c_longtext LONGTEXT, c_blob BLOB,
+          c_enum ENUM('small','medium','large'), c_set SET('a','b','c','d'),
+          c_geom GEOMETRY,
+          {flavor_columns}
+        ) ENGINE=InnoDB"
+    )
+}
+
+const EXTREMES: &str = "INSERT INTO all_types VALUES (1,
+    -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295,
+    -9223372036854775808, 18446744073709551615,
+    -12345678.91, 12345678901234567890123456789012345.123456789012345678901234567890,
+    3.5, -2.2250738585072014e-308,
+    b'1', b'1010101010101', b'1111111111111111111111111111111111111111111111111111111111111111',
+    '2024-02-29', '1000-01-01 00:00:00', '2024-01-02 03:04:05.678', '9999-12-31 23:59:59.999999',
+    '1970-01-01 00:00:01', '2038-01-19 03:14:07.999999',
+    '-838:59:59', '-00:00:00.5', '838:59:58.999999', 2155,
+    'héllo', 'café', 'varchar ✓ ünïcödé 🙂', 'latin1 ä€',
+    X'DEAD', X'00FF00FF', 'text body', REPEAT('long ', 1000), X'0001FEFF',
+    'medium', 'a,c', ST_GeomFromText('LINESTRING(0 0, 1 1, 2 5)')";
+
+fn extremes_row(server: &Server) -> String {
+    let tail = if server.mariadb {
+        r#", '{"a": [1, 2.5, "x"], "big": 18446744073709551615, "neg": -9223372036854775808}',
+            'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '192.168.1.20', '2001:db8::ff00:42:8329')"#
+    } else {
+        r#", '{"a": [1, 2.5, "x"], "big": 18446744073709551615, "neg": -9223372036854775808, "d": 1.25}',
+            ST_GeomFromText('POINT(59.3 18.1)', 4326))"#
+    };
+    format!("{EXTREMES}{tail}")
+}
+
+async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
+    conn.query_drop(format!("USE {db}")).await.unwrap();
+    conn.query_drop("SET SESSION sql_mode = ''").await.unwrap();
+    let from = server.binlog_end(conn).await;
+    conn.query_drop(all_types_ddl(server)).await.unwrap();
+    conn.query_drop(extremes_row(server)).await.unwrap();
+    // Every column NULL but the key.
+    conn.query_drop("INSERT INTO all_types (id) VALUES (2)")
+        .await
+        .unwrap();
+    // Zero dates and the zero YEAR (sql_mode='' allows them), small values.
+    conn.query_drop(
+        "INSERT INTO all_types (id, c_tinyint, c_date, c_datetime, c_ts, c_year, c_time6, c_bit1, c_dec_big, c_enum, c_set)
+         VALUES (3, 0, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', 0, '-12:34:56.000001', b'0',
+                 -0.000000000000000000000000000001, '', '')",
+    )
+    .await
+    .unwrap();
+    // A multi-statement transaction with insert, update and delete of the same rows.
+    conn.query_drop(
+        "BEGIN;
+         INSERT INTO all_types (id, c_varchar, c_int) VALUES (10, 'ten', 10), (11, 'eleven', 11), (12, 'twelve', 12);
+         UPDATE all_types SET c_varchar = 'TEN', c_bigint_u = 18446744073709551614 WHERE id = 10;
+         DELETE FROM all_types WHERE id = 11;
+         COMMIT",
+    )
+    .await
+    .unwrap();
+    // Composite primary key.
+    conn.query_drop(
+        "CREATE TABLE composite (a INT, b VARCHAR(10), v DECIMAL(5,1), PRIMARY KEY (b, a));
+         INSERT INTO composite VALUES (1, 'x', 1.5), (2, 'x', -2.5), (1, 'y', 0.0);
+         UPDATE composite SET a = 3 WHERE b = 'y';
+         DELETE FROM composite WHERE a = 2",
+    )
+    .await
+    .unwrap();
+    // ALTER TABLE in the middle of the stream, then changes that use the new column; every row is
+    // updated after it so the final image of each row has the new schema.
+    conn.query_drop("ALTER TABLE all_types ADD COLUMN added VARCHAR(10) DEFAULT 'x' AFTER c_int")
+        .await
+        .unwrap();
+    conn.query_drop(
+        "INSERT INTO all_types (id, added, c_varchar) VALUES (20, 'new', 'after alter');
+         UPDATE all_types SET added = CONCAT('v', id), c_smallint = -7 WHERE id <> 20;
+         UPDATE all_types SET c_json = JSON_SET(c_json, '$.a[1]', 99) WHERE id = 1;
+         DELETE FROM all_types WHERE id = 12",
+    )
+    .await
+    .unwrap();
+
+    let tables = format!("{db}.*");
+    let events = tail_json(&[
+        "--source",
+        &server.repl_url,
+        "--from",
+        &from,
+        "--tables",
+        &tables,
+    ]);
+    let changes = events.iter().filter(|e| e["op"] != "ddl").count();
+    let ddl: Vec<&str> = events
+        .iter()
+        .filter(|e| e["op"] == "ddl")
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ddl,
+        ["create-table", "create-table", "change-columns"],
+        "DDL events"
+    );
+    for event in &events {
+        assert_eq!(event["schema"], db);
+        assert!(event["event_id"].as_str().is_some_and(|id| !id.is_empty()));
+    }
+    let replayed = replay(&events);
+    let mut compared = 0;
+    for table in ["all_types", "composite"] {
+        let rows = replayed
+            .get(&format!("{db}.{table}"))
+            .cloned()
+            .unwrap_or_default();
+        compared += assert_table_matches(conn, db, table, &rows).await;
+    }
+    println!(
+        "{}: {changes} change events replayed; {compared} values equal SELECT * of all_types and composite",
+        server.name
+    );
+
+    // The same stream in DMS format: one data record per change, same operations, DMS rendering.
+    let dms = tail_json(&[
+        "--source",
+        &server.repl_url,
+        "--from",
+        &from,
+        "--tables",
+        &tables,
+        "--format",
+        "dms",
+    ]);
+    let data: Vec<&Json> = dms
+        .iter()
+        .filter(|r| r["metadata"]["record-type"] == "data")
+        .collect();
+    let native_ops: Vec<&str> = events
+        .iter()
+        .filter(|e| e["op"] != "ddl")
+        .map(|e| e["op"].as_str().unwrap())
+        .collect();
+    let dms_ops: Vec<&str> = data
+        .iter()
+        .map(|r| r["metadata"]["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(native_ops, dms_ops);
+    let first = data.iter().find(|r| r["data"]["id"] == 1).unwrap();
+    assert_eq!(
+        first["data"]["c_bigint_u"].to_string(),
+        "18446744073709551615"
+    );
+    assert_eq!(first["data"]["c_datetime6"], "9999-12-31T23:59:59.999999Z");
+    assert_eq!(first["data"]["c_varbinary"], "0x00FF00FF");
+    assert_eq!(first["data"]["c_set"], "a,c");
+    assert_eq!(first["data"]["c_bit1"], true);
+    assert!(
+        first["data"]["c_json"].is_string(),
+        "DMS carries JSON as a string"
+    );
+    assert_eq!(first["metadata"]["schema-name"], db);
+    let nulls = data.iter().find(|r| r["data"]["id"] == 2).unwrap();
+    assert_eq!(
+        nulls["data"].as_object().unwrap().len(),
+        1,
+        "NULL columns are omitted in DMS mode"
+    );
+    assert_eq!(
+        dms.iter()
+            .filter(|r| r["metadata"]["record-type"] == "control")
+            .count(),
+        3
+    );
+    println!("{}: {} DMS records check out", server.name, dms.len());
+}
+
+async fn large_transaction_and_large_row(server: &Server, conn: &mut Conn, db: &str) {
+    conn.query_drop(format!("USE {db}")).await.unwrap();
+    conn.query_drop(
+        "CREATE TABLE digits (n INT PRIMARY KEY);
+         INSERT INTO digits SELECT a.n + 10 * b.n + 100 * c.n FROM
+           (SELECT 0 n UNION SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5
+            UNION SELECT 6 UNION SELECT 7 UNION SELECT 8 UNION SELECT 9) a,
+           (SELECT 0 n UNION SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5
+            UNION SELECT 6 UNION SELECT 7 UNION SELECT 8 UNION SELECT 9) b,
+           (SELECT 0 n UNION SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4 UNION SELECT 5
+            UNION SELECT 6 UNION SELECT 7 UNION SELECT 8 UNION SELECT 9) c;
+         CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(40), d DECIMAL(12,2));
+         CREATE TABLE blobs (id INT PRIMARY KEY, b LONGBLOB)",
+    )
+    .await
+    .unwrap();
+    let from = server.binlog_end(conn).await;
+    // One transaction of 1,000,000 rows.
+    conn.query_drop(
+        "INSERT INTO big SELECT a.n * 1000 + b.n, CONCAT('row-', a.n, '-', b.n), a.n / 7
+         FROM digits a, digits b",
+    )
+    .await
+    .unwrap();
+    // A single row of 20 MiB, larger than one 16 MiB protocol packet.
+    conn.query_drop(
+        "INSERT INTO blobs VALUES (1, REPEAT(CONCAT(CHAR(0), 'cdc', CHAR(255)), 4 * 1024 * 1024))",
+    )
+    .await
+    .unwrap();
+
+    let out = support::cdcd(&[
+        "tail",
+        "--until-end",
+        "--source",
+        &server.repl_url,
+        "--from",
+        &from,
+        "--tables",
+        &format!("{db}.big"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak = children_peak_rss_mib();
+    let mut count = 0u64;
+    let mut id_sum = 0u64;
+    let mut txn = None;
+    for line in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let event: Json = serde_json::from_slice(line).unwrap();
+        assert_eq!(event["op"], "insert");
+        id_sum += event["after"]["id"].as_u64().unwrap();
+        let gtid = event["source"]["gtid"].as_str().unwrap().to_string();
+        assert_eq!(txn.get_or_insert(gtid.clone()), &gtid, "one transaction");
+        assert_eq!(
+            event["source"]["row"].as_u64(),
+            Some(count),
+            "row index within the transaction"
+        );
+        count += 1;
+    }
+    assert_eq!(count, 1_000_000);
+    assert_eq!(id_sum, (0..1_000_000u64).sum::<u64>());
+    // Bounded memory: the transaction's binlog is tens of MB and its JSON hundreds; the reader
+    // must not hold it.
+    assert!(
+        peak < 200.0,
+        "peak RSS of cdcd tail was {peak:.0} MiB for a 1,000,000-row transaction"
+    );
+    println!(
+        "{}: 1,000,000-row transaction streamed; cdcd peak RSS {peak:.0} MiB",
+        server.name
+    );
+
+    let events = tail_json(&[
+        "--source",
+        &server.repl_url,
+        "--from",
+        &from,
+        "--tables",
+        &format!("{db}.blobs"),
+    ]);
+    assert_eq!(events.len(), 1);
+    let ours = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        events[0]["after"]["b"].as_str().unwrap(),
+    )
+    .unwrap();
+    let (length, sha): (u64, String) = conn
+        .query_first("SELECT LENGTH(b), SHA2(b, 256) FROM blobs WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ours.len() as u64, length);
+    assert_eq!(format!("{:x}", Sha256::digest(&ours)), sha);
+    println!(
+        "{}: {length}-byte row arrived intact (sha256 {sha})",
+        server.name
+    );
+    conn.query_drop("DROP TABLE big, blobs, digits")
+        .await
+        .unwrap();
+}
+
+async fn tls_verification(server: &Server, conn: &mut Conn, db: &str) {
+    let from = server.binlog_end(conn).await;
+    conn.query_drop(format!("INSERT INTO {db}.composite VALUES (9, 'tls', 9.9)"))
+        .await
+        .unwrap();
+    let tables = format!("{db}.composite");
+    let events = tail_json(&[
+        "--source",
+        &server.repl_url,
+        "--from",
+        &from,
+        "--tables",
+        &tables,
+        "--tls-mode",
+        "verify-identity",
+        "--tls-ca",
+        &server.tls_ca,
+    ]);
+    assert_eq!(events.len(), 1);
+    println!(
+        "{}: verify-identity TLS with the test CA works",
+        server.name
+    );
+    // A CA that did not sign the server's certificate must be refused.
+    let wrong_ca = unrelated_ca();
+    expect_failure(
+        &[
+            "tail",
+            "--until-end",
+            "--source",
+            &server.repl_url,
+            "--from",
+            &from,
+            "--tls-mode",
+            "verify-ca",
+            "--tls-ca",
+            wrong_ca.to_str().unwrap(),
+        ],
+        "cannot connect",
+    );
+}
+
+async fn bad_input(server: &Server, conn: &mut Conn) {
+    let tail = |source: &str| {
+        vec!["tail", "--until-end", "--from", "end", "--source", source]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>, needle: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        expect_failure(&args, needle);
+    };
+    run(
+        tail("mysql://repl:replpw@127.0.0.1:1"),
+        "cannot connect to 127.0.0.1:1",
+    );
+    let wrong_password = server.repl_url.replace("replpw", "wrong");
+    let message = expect_failure(
+        &["tail", "--until-end", "--source", &wrong_password],
+        "wrong user or password",
+    );
+    assert!(
+        !message.contains("wrong@"),
+        "the password must not be echoed: {message}"
+    );
+    run(tail(&server.norepl_url), "GRANT REPLICATION");
+    run(tail("mysql//repl@127.0.0.1"), "not a mysql:// URL");
+    run(
+        vec![
+            "tail".into(),
+            "--source".into(),
+            server.repl_url.clone(),
+            "--from".into(),
+            "gtid:nonsense".into(),
+        ],
+        "nonsense",
+    );
+    for (setting, value, needle) in [
+        ("binlog_format", "STATEMENT", "binlog_format is STATEMENT"),
+        ("binlog_format", "MIXED", "binlog_format is MIXED"),
+        ("binlog_row_image", "MINIMAL", "binlog_row_image is MINIMAL"),
+    ] {
+        let previous: String = conn
+            .query_first(format!("SELECT @@GLOBAL.{setting}"))
+            .await
+            .unwrap()
+            .unwrap();
+        conn.query_drop(format!("SET GLOBAL {setting} = '{value}'"))
+            .await
+            .unwrap();
+        let result = std::panic::catch_unwind(|| run(tail(&server.repl_url), needle));
+        conn.query_drop(format!("SET GLOBAL {setting} = '{previous}'"))
+            .await
+            .unwrap();
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+async fn purged_start_is_refused(server: &Server, conn: &mut Conn) {
+    // Purge every binlog but the current one; a start before them must be refused by name.
+    let from_before = if server.mariadb {
+        let pos: String = conn
+            .query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .unwrap()
+            .unwrap();
+        let first = pos.split(',').next().unwrap().to_string();
+        let mut parts = first.split('-');
+        let (d, s) = (parts.next().unwrap(), parts.next().unwrap());
+        format!("gtid:{d}-{s}-1")
+    } else {
+        let uuid: String = conn
+            .query_first("SELECT @@server_uuid")
+            .await
+            .unwrap()
+            .unwrap();
+        format!("gtid:{uuid}:1")
+    };
+    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let status = if server.mariadb {
+        "SHOW MASTER STATUS"
+    } else {
+        "SHOW BINARY LOG STATUS"
+    };
+    let row: mysql_async::Row = conn.query_first(status).await.unwrap().unwrap();
+    let current: String = row.get(0).unwrap();
+    conn.query_drop(format!("PURGE BINARY LOGS TO '{current}'"))
+        .await
+        .unwrap();
+    let needle = "purged";
+    let message = expect_failure(
+        &[
+            "tail",
+            "--until-end",
+            "--source",
+            &server.repl_url,
+            "--from",
+            &from_before,
+        ],
+        needle,
+    );
+    if !server.mariadb {
+        assert!(
+            message.contains(":2-") || message.contains(":1-"),
+            "names the missing GTIDs: {message}"
+        );
+    }
+}
+
+/// Writes a freshly generated CA that signed nothing the servers use.
+fn unrelated_ca() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cdcd-wrong-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=unrelated",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(&ca)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    ca
+}

@@ -1,0 +1,385 @@
+//! Shared helpers for the end-to-end tests: the real servers started by `scripts/services.sh`, the
+//! `cdcd` binary, and the oracle that turns a table's own contents (`SELECT`) into the values a
+//! change stream must reproduce.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Row, Value as SqlValue};
+use serde_json::Value as Json;
+
+/// One of the live servers, from the environment `scripts/services.sh` writes.
+pub struct Server {
+    pub name: &'static str,
+    pub root_url: String,
+    pub repl_url: String,
+    pub norepl_url: String,
+    pub tls_ca: String,
+    pub mariadb: bool,
+}
+
+impl Server {
+    /// The server named `MARIADB` or `MYSQL`; panics with instructions when it is not configured,
+    /// so that a missing server fails the test instead of skipping it.
+    pub fn from_env(name: &'static str) -> Server {
+        let var = |suffix: &str| {
+            let key = format!("CDCD_TEST_{name}_{suffix}");
+            std::env::var(&key).unwrap_or_else(|_| {
+                panic!(
+                    "{key} is not set: start the test servers with `scripts/services.sh start` \
+                     and `. /tmp/cdcd-services.env` (or run scripts/test.sh)"
+                )
+            })
+        };
+        Server {
+            name,
+            root_url: var("URL"),
+            repl_url: var("REPL_URL"),
+            norepl_url: var("NOREPL_URL"),
+            tls_ca: var("TLS_CA"),
+            mariadb: name == "MARIADB",
+        }
+    }
+
+    pub async fn conn(&self) -> Conn {
+        let opts = Opts::from_url(&self.root_url).expect("root url");
+        let mut conn = Conn::new(opts).await.expect("connect as root");
+        // The workload must be row-logged even while a scenario flips the global format.
+        conn.query_drop("SET SESSION binlog_format = 'ROW'")
+            .await
+            .expect("session binlog_format");
+        conn.query_drop("SET SESSION time_zone = '+00:00'")
+            .await
+            .expect("time zone");
+        conn
+    }
+
+    /// The current end of the binlog as `file:NAME:POS` for `--from`.
+    pub async fn binlog_end(&self, conn: &mut Conn) -> String {
+        let statement = if self.mariadb {
+            "SHOW MASTER STATUS"
+        } else {
+            "SHOW BINARY LOG STATUS"
+        };
+        let row: Row = conn.query_first(statement).await.unwrap().unwrap();
+        let file: String = row.get(0).unwrap();
+        let pos: u64 = row.get(1).unwrap();
+        format!("file:{file}:{pos}")
+    }
+}
+
+/// Runs `cdcd` with `args`, returning its output; `CDCD_SOURCE_PASSWORD` is cleared so only the
+/// URL's password counts.
+pub fn cdcd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cdcd"))
+        .args(args)
+        .env_remove("CDCD_SOURCE_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cdcd")
+}
+
+/// Runs `cdcd tail … --until-end` and returns its JSON lines; panics with stderr on failure.
+pub fn tail_json(args: &[&str]) -> Vec<Json> {
+    let mut full = vec!["tail", "--until-end"];
+    full.extend_from_slice(args);
+    let out = cdcd(&full);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "cdcd {} failed: {stderr}",
+        full.join(" ")
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect()
+}
+
+/// Expects `cdcd` to fail with a one-line error containing `needle`, and no panic.
+pub fn expect_failure(args: &[&str], needle: &str) -> String {
+    let out = cdcd(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(
+        !out.status.success(),
+        "cdcd {args:?} succeeded, expected `{needle}`"
+    );
+    assert!(!stderr.contains("panicked"), "cdcd panicked: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("cdcd: ") && last.contains(needle),
+        "cdcd {args:?}: expected an error containing `{needle}`, got: {stderr}"
+    );
+    println!("bad input {args:?} -> {last}");
+    last.to_string()
+}
+
+/// Table contents keyed by primary key, as replayed from change events.
+pub type Rows = BTreeMap<String, serde_json::Map<String, Json>>;
+
+/// Applies native change events to per-table row maps, keyed by the primary key values.
+pub fn replay(events: &[Json]) -> BTreeMap<String, Rows> {
+    let mut tables: BTreeMap<String, Rows> = BTreeMap::new();
+    for event in events {
+        let op = event["op"].as_str().unwrap();
+        if op == "ddl" {
+            continue;
+        }
+        let table = format!(
+            "{}.{}",
+            event["schema"].as_str().unwrap(),
+            event["table"].as_str().unwrap()
+        );
+        let keys: Vec<String> = event["primary_key"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        let key_of = |image: &Json| -> String {
+            keys.iter()
+                .map(|k| image[k].to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let rows = tables.entry(table.clone()).or_default();
+        match op {
+            "insert" => {
+                let after = &event["after"];
+                let previous = rows.insert(key_of(after), after.as_object().unwrap().clone());
+                assert!(
+                    previous.is_none(),
+                    "{table}: insert of an existing key {}",
+                    key_of(after)
+                );
+            }
+            "update" => {
+                let before = &event["before"];
+                assert!(
+                    rows.remove(&key_of(before)).is_some(),
+                    "{table}: update of a missing row"
+                );
+                rows.insert(
+                    key_of(&event["after"]),
+                    event["after"].as_object().unwrap().clone(),
+                );
+            }
+            "delete" => {
+                assert!(
+                    rows.remove(&key_of(&event["before"])).is_some(),
+                    "{table}: delete of a missing row"
+                );
+            }
+            other => panic!("unexpected op {other}"),
+        }
+    }
+    tables
+}
+
+/// Reads a table through the oracle: every column as the text MySQL itself renders, keyed the way
+/// [`replay`] keys rows, and compares it with the replayed rows column by column.
+pub async fn assert_table_matches(
+    conn: &mut Conn,
+    schema: &str,
+    table: &str,
+    replayed: &Rows,
+) -> usize {
+    let columns: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND \
+             TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            (schema, table),
+        )
+        .await
+        .unwrap();
+    let select: Vec<String> = columns
+        .iter()
+        .map(|(name, data_type, _)| oracle_expression(&format!("`{name}`"), data_type))
+        .collect();
+    let rows: Vec<Row> = conn
+        .query(format!(
+            "SELECT {} FROM `{schema}`.`{table}`",
+            select.join(", ")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        replayed.len(),
+        "{schema}.{table}: the table has {} rows, the change stream reproduces {}",
+        rows.len(),
+        replayed.len()
+    );
+    let mut compared = 0;
+    for row in rows {
+        let texts: Vec<Option<String>> = (0..row.len())
+            .map(|i| match row.as_ref(i).unwrap() {
+                SqlValue::NULL => None,
+                SqlValue::Bytes(b) => {
+                    Some(String::from_utf8(b.clone()).expect("oracle text is utf-8"))
+                }
+                other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+            })
+            .collect();
+        let ours_key: Vec<&String> = keys.iter().collect();
+        // Find the replayed row with the same key values (compared through the oracle too).
+        let replayed_row = replayed
+            .values()
+            .find(|r| {
+                ours_key.iter().all(|k| {
+                    let i = columns.iter().position(|c| &c.0 == *k).unwrap();
+                    value_matches(
+                        &columns[i].1,
+                        texts[i].as_deref(),
+                        r.get(*k).unwrap_or(&Json::Null),
+                    )
+                    .is_ok()
+                })
+            })
+            .unwrap_or_else(|| {
+                panic!("{schema}.{table}: row {texts:?} is not in the change stream")
+            });
+        for (i, (name, data_type, _)) in columns.iter().enumerate() {
+            let ours = replayed_row.get(name).unwrap_or_else(|| {
+                panic!("{schema}.{table}: column {name} is missing from the replayed row")
+            });
+            if let Err(e) = value_matches(data_type, texts[i].as_deref(), ours) {
+                panic!("{schema}.{table} row {texts:?}, column {name} ({data_type}): {e}");
+            }
+            compared += 1;
+        }
+    }
+    compared
+}
+
+/// The SQL that renders a column as comparable text.
+fn oracle_expression(column: &str, data_type: &str) -> String {
+    match data_type {
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry"
+        | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => format!("HEX({column})"),
+        "bit" => format!("BIN({column})"),
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" => {
+            format!("CONVERT({column} USING utf8mb4)")
+        }
+        _ => format!("CAST({column} AS CHAR)"),
+    }
+}
+
+/// Compares the oracle's text for a value with the native JSON encoding of the same value.
+pub fn value_matches(data_type: &str, oracle: Option<&str>, ours: &Json) -> Result<(), String> {
+    let Some(expected) = oracle else {
+        return if ours.is_null() {
+            Ok(())
+        } else {
+            Err(format!("expected NULL, got {ours}"))
+        };
+    };
+    let mismatch = || Err(format!("expected `{expected}`, got {ours}"));
+    let ok = match data_type {
+        "tinyint" | "smallint" | "mediumint" | "int" | "bigint" => ours.to_string() == expected,
+        // YEAR 0 is displayed as 0000.
+        "year" => ours.to_string() == expected || (expected == "0000" && ours == 0),
+        "decimal" => ours.as_str() == Some(expected),
+        "float" => ours.to_string().parse::<f32>().ok() == expected.parse::<f32>().ok(),
+        "double" => ours.to_string().parse::<f64>().ok() == expected.parse::<f64>().ok(),
+        "bit" => {
+            ours.as_str()
+                .map(|b| b.trim_start_matches('0'))
+                .map(|b| if b.is_empty() { "0" } else { b })
+                == Some(expected)
+        }
+        "date" | "time" => ours.as_str() == Some(expected),
+        "datetime" => ours.as_str().map(|s| s.replacen('T', " ", 1)).as_deref() == Some(expected),
+        "timestamp" => {
+            ours.as_str()
+                .and_then(|s| s.strip_suffix('Z'))
+                .map(|s| s.replacen('T', " ", 1))
+                .as_deref()
+                == Some(expected)
+        }
+        "set" => {
+            ours.as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().unwrap_or("?"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .as_deref()
+                == Some(expected)
+        }
+        "json" => json_equal(
+            &serde_json::from_str(expected).map_err(|e| e.to_string())?,
+            ours,
+        ),
+        "longtext" if ours.is_object() || ours.is_array() => json_equal(
+            &serde_json::from_str(expected).map_err(|e| e.to_string())?,
+            ours,
+        ),
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry"
+        | "point" => {
+            ours.as_str()
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .map(hex_upper)
+                .as_deref()
+                == Some(expected)
+        }
+        _ => ours.as_str() == Some(expected),
+    };
+    if ok {
+        Ok(())
+    } else {
+        mismatch()
+    }
+}
+
+/// JSON equality where numbers compare by value (MySQL and cdcd may spell a double differently)
+/// but integers must be exact.
+fn json_equal(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => {
+            let (x, y) = (x.to_string(), y.to_string());
+            x == y
+                || (x.parse::<i128>().is_err() || y.parse::<i128>().is_err())
+                    && x.parse::<f64>().ok() == y.parse::<f64>().ok()
+        }
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+pub fn hex_upper(bytes: Vec<u8>) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Peak resident memory of the largest child process so far, in MiB.
+pub fn children_peak_rss_mib() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage struct into the pointer we pass.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    // SAFETY: initialised by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    usage.ru_maxrss as f64 / 1024.0
+}
