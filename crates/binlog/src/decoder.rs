@@ -30,7 +30,7 @@ use crate::ddl::{classify_statement, Statement};
 use crate::error::{Error, Location, Result};
 use crate::filter::TableFilter;
 use crate::gtid::{format_uuid, GtidSet, MariaGtidList};
-use crate::json::apply_diffs;
+use crate::json::{apply_diffs, diffs_to_text};
 use crate::row::{decode_image, present_columns, Cursor};
 use crate::table::TableDecoder;
 
@@ -116,6 +116,8 @@ pub struct Decoder {
     schemas: HashMap<(String, String), Arc<TableSchema>>,
     filter: TableFilter,
     skip_types: Vec<u8>,
+    /// Whether `handle` checks event checksums (the file reader checks raw bytes before parsing).
+    verify_checksums: bool,
     /// No FORMAT_DESCRIPTION seen yet on this stream.
     fde_pending: bool,
     /// The stream's events carry CRC32 checksums (`binlog_checksum` is not NONE).
@@ -143,6 +145,7 @@ impl Decoder {
             schemas: HashMap::new(),
             filter,
             skip_types: Vec::new(),
+            verify_checksums: true,
             fde_pending: true,
             stream_checksums: false,
             scratch: Vec::new(),
@@ -156,6 +159,12 @@ impl Decoder {
         if position.gtids != Gtids::None {
             self.gtids = position.gtids.clone();
         }
+        self
+    }
+
+    /// For readers that verified each event's checksum on its raw bytes already.
+    pub fn without_checksum_verification(mut self) -> Self {
+        self.verify_checksums = false;
         self
     }
 
@@ -254,7 +263,9 @@ impl Decoder {
             payload.remaining -= size;
         }
         if !inner {
-            self.verify_checksum(event, &at)?;
+            if self.verify_checksums {
+                self.verify_checksum(event, &at)?;
+            }
             self.server_id = header.server_id();
         }
         self.event_end = match &self.payload {
@@ -309,6 +320,11 @@ impl Decoder {
             160 | 161 => return Ok(()), // ANNOTATE_ROWS (SQL text), BINLOG_CHECKPOINT
             162 => return self.mariadb_gtid(event, at),
             163 => return self.mariadb_gtid_list(event.data(), at),
+            // mysql_common sizes its vectors from the counts inside this event; check them against
+            // the event's length first so a damaged event is an error, not an allocation abort.
+            35 => {
+                check_previous_gtids(event.data()).map_err(|e| Error::decode(at, type_name, e))?
+            }
             164 => {
                 return Err(Error::decode(
                     at,
@@ -347,9 +363,7 @@ impl Decoder {
                             let uuid = format_uuid(&sid.uuid());
                             let tag = sid.tag().map(|t| t.to_string()).unwrap_or_default();
                             for interval in sid.intervals() {
-                                for gno in interval.start()..interval.end() {
-                                    set.add(&uuid, &tag, gno);
-                                }
+                                set.add_interval(&uuid, &tag, interval.start(), interval.end());
                             }
                         }
                     }
@@ -655,7 +669,9 @@ impl Decoder {
                 ),
             });
         }
-        let next_pos = u64::from(event.header().log_pos());
+        // Inside a TRANSACTION_PAYLOAD the inner events have no offsets; the payload's end is
+        // where reading continues.
+        let next_pos = self.event_end;
         let mut cursor = Cursor {
             data: rows.rows_data(),
         };
@@ -703,16 +719,6 @@ impl Decoder {
                     .map_err(err)?;
                     let mut image = std::mem::take(&mut self.scratch);
                     for &(column, raw) in &diffs {
-                        let before_value = before.as_deref().and_then(|b| b.get(column));
-                        if matches!(before_value, None | Some(Value::Absent)) {
-                            // binlog_row_image=MINIMAL/NOBLOB: only the diff was logged and the
-                            // old document is not in the binlog, so the new one cannot be
-                            // rebuilt. The column is reported as not part of the image, like
-                            // every other column such an image leaves out.
-                            tracing::warn!(%at, column = %table.schema.columns[column].name,
-                                "partial JSON update without a before image (binlog_row_image is not FULL); the new value is not in the binlog");
-                            continue;
-                        }
                         image[column] =
                             apply_partial(before.as_deref(), column, raw).map_err(|e| {
                                 err(format!(
@@ -809,10 +815,10 @@ fn partial_json_columns(
     Ok(partial)
 }
 
+/// The new document of a partial JSON update: the diffs applied to the before image, or — when the
+/// before image does not hold the document (`binlog_row_image` MINIMAL or NOBLOB) — the diffs
+/// themselves, since the new document is then not in the binlog at all.
 fn apply_partial(before: Option<&[Value]>, column: usize, raw: &[u8]) -> Result<Value, String> {
-    let Some(Value::Json(before)) = before.and_then(|b| b.get(column)) else {
-        return Err("partial JSON update without a JSON before image".into());
-    };
     let mut buf = ParseBuf(raw);
     let mut diffs: Vec<JsonDiff<'_>> = Vec::new();
     while !buf.is_empty() {
@@ -821,7 +827,45 @@ fn apply_partial(before: Option<&[Value]>, column: usize, raw: &[u8]) -> Result<
                 .map_err(|e| format!("invalid JSON diff: {e}"))?,
         );
     }
-    apply_diffs(before, &diffs).map(Value::Json)
+    match before.and_then(|b| b.get(column)) {
+        Some(Value::Json(document)) => apply_diffs(document, &diffs).map(Value::Json),
+        None | Some(Value::Absent) => diffs_to_text(&diffs).map(Value::JsonDiff),
+        Some(other) => Err(format!("partial JSON update of a non-JSON value {other:?}")),
+    }
+}
+
+fn check_previous_gtids(data: &[u8]) -> Result<(), String> {
+    let header = u64::from_le_bytes(
+        data.get(..8)
+            .ok_or("event is too short")?
+            .try_into()
+            .expect("8 bytes"),
+    );
+    let tagged = header >> 56 != 0;
+    let sids = if tagged {
+        (header >> 8) & ((1 << 48) - 1)
+    } else {
+        header & ((1 << 56) - 1)
+    };
+    let rest = (data.len() - 8) as u64;
+    if sids.saturating_mul(24) > rest {
+        return Err(format!("{sids} GTID sources cannot fit in {rest} bytes"));
+    }
+    if !tagged {
+        let mut at = 8usize;
+        for _ in 0..sids {
+            let count = data
+                .get(at + 16..at + 24)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .ok_or("event is truncated")?;
+            at += 24;
+            if count.saturating_mul(16) > (data.len() - at) as u64 {
+                return Err(format!("{count} GTID intervals cannot fit in the event"));
+            }
+            at += count as usize * 16;
+        }
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use mysql_common::binlog::consts::{BinlogVersion, EventType};
+use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion, EventType};
 use mysql_common::binlog::events::TransactionPayloadEvent;
 use mysql_common::binlog::EventStreamReader;
 
@@ -40,11 +40,16 @@ struct OpenFile {
 impl FileReader {
     /// Opens a single file.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::open_all(&[path.to_path_buf()], TableFilter::default())
+        Self::open_all(&[path.to_path_buf()], TableFilter::default(), Vec::new())
     }
 
-    /// Opens several files to be read one after the other (as `binlog.000001 binlog.000002`).
-    pub fn open_all(paths: &[PathBuf], filter: TableFilter) -> Result<Self> {
+    /// Opens several files to be read one after the other (as `binlog.000001 binlog.000002`),
+    /// keeping the tables `filter` selects and skipping the event types in `skip_event_types`.
+    pub fn open_all(
+        paths: &[PathBuf],
+        filter: TableFilter,
+        skip_event_types: Vec<u8>,
+    ) -> Result<Self> {
         let first = paths.first().ok_or_else(|| Error::File {
             path: String::new(),
             message: "no binlog file given".into(),
@@ -53,7 +58,9 @@ impl FileReader {
         let mut reader = FileReader {
             paths: paths.iter().cloned().collect(),
             current: None,
-            decoder: Decoder::new(Flavor::MySql, &name, filter),
+            decoder: Decoder::new(Flavor::MySql, &name, filter)
+                .with_skipped_types(skip_event_types)
+                .without_checksum_verification(),
             pending: VecDeque::new(),
         };
         reader.open_next()?;
@@ -184,6 +191,7 @@ impl OpenFile {
             return Err(truncated("body", n + HEADER_LEN, size));
         }
         self.offset += size as u64;
+        self.verify_checksum(&buf, at)?;
         let event = self
             .events
             .read(&buf[..])
@@ -212,6 +220,49 @@ impl OpenFile {
             self.payload = Some(Cursor::new(bytes));
         }
         Ok(Some(event))
+    }
+}
+
+impl OpenFile {
+    /// Checks an event's CRC32 on its raw bytes, before any parser sizes anything from them.
+    fn verify_checksum(&self, event: &[u8], at: u64) -> Result<()> {
+        let is_fde = event[4] == EventType::FORMAT_DESCRIPTION_EVENT as u8;
+        let crc32 = if is_fde {
+            // The FDE names the algorithm in the byte before its own checksum.
+            event.len() >= HEADER_LEN + 5 && event[event.len() - 5] == 1
+        } else {
+            matches!(
+                self.events.get_fde().footer().get_checksum_alg(),
+                Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
+            )
+        };
+        if !crc32 || event.len() < HEADER_LEN + 4 {
+            return Ok(());
+        }
+        let (body, stored) = event.split_at(event.len() - 4);
+        let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));
+        let computed = if is_fde {
+            // The server sets LOG_EVENT_BINLOG_IN_USE_F in the FDE while the file is open, after
+            // computing the checksum with it clear.
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&body[..17]);
+            hasher.update(&[body[17] & !1]);
+            hasher.update(&body[18..]);
+            hasher.finalize()
+        } else {
+            crc32fast::hash(body)
+        };
+        if stored != computed {
+            return Err(Error::Checksum {
+                at: crate::error::Location {
+                    file: self.path.clone(),
+                    pos: at,
+                },
+                stored,
+                computed,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -25,7 +25,11 @@ impl GtidSet {
         self.add_interval(uuid, tag, gno, gno + 1);
     }
 
-    fn add_interval(&mut self, uuid: &str, tag: &str, start: u64, end: u64) {
+    /// Adds the transactions `start..end` (end exclusive).
+    pub fn add_interval(&mut self, uuid: &str, tag: &str, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
         let intervals = self
             .sources
             .entry((uuid.to_ascii_lowercase(), tag.to_ascii_lowercase()))

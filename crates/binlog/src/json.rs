@@ -123,6 +123,32 @@ pub(crate) fn apply_diffs(before: &str, diffs: &[JsonDiff<'_>]) -> Result<String
     Ok(doc.to_string())
 }
 
+/// The diffs as a JSON array of `{"op":"replace"|"insert"|"remove","path":…,"value":…}`.
+pub(crate) fn diffs_to_text(diffs: &[JsonDiff<'_>]) -> Result<String, String> {
+    let mut out = String::from("[");
+    for (i, diff) in diffs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let op = match diff.operation() {
+            JsonDiffOperation::REPLACE => "replace",
+            JsonDiffOperation::INSERT => "insert",
+            JsonDiffOperation::REMOVE => "remove",
+        };
+        out.push_str(r#"{"op":""#);
+        out.push_str(op);
+        out.push_str(r#"","path":"#);
+        push_json_string(&mut out, &diff.path_str());
+        if let Some(value) = diff.value() {
+            out.push_str(r#","value":"#);
+            render(&mut out, value.clone()).map_err(|e| format!("invalid binary JSON: {e}"))?;
+        }
+        out.push('}');
+    }
+    out.push(']');
+    Ok(out)
+}
+
 #[derive(Debug, PartialEq)]
 enum Step {
     Key(String),

@@ -93,6 +93,8 @@ pub struct ReplicaOptions {
     pub until_end: bool,
     /// How often to retry a lost connection before giving up (0 = fail at once).
     pub reconnect_attempts: u32,
+    /// Event type codes to skip instead of stopping on them (`--skip-event-type`).
+    pub skip_event_types: Vec<u8>,
 }
 
 impl ReplicaOptions {
@@ -108,6 +110,7 @@ impl ReplicaOptions {
             filter: TableFilter::default(),
             until_end: false,
             reconnect_attempts: 10,
+            skip_event_types: Vec::new(),
         }
     }
 }
@@ -309,6 +312,7 @@ fn new_decoder(info: &ServerInfo, options: &ReplicaOptions, position: &Position)
         .with_position(position)
         .with_server_uuid(info.server_uuid.clone())
         .with_stream_checksums(info.checksums)
+        .with_skipped_types(options.skip_event_types.clone())
 }
 
 /// The first row of a query as text columns (NULL as `None`). Typed `FromRow` conversions panic

@@ -36,6 +36,10 @@ pub struct TailArgs {
     /// CA certificate (PEM) that signed the server's certificate.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// Skip events of this type code instead of stopping on them (repeatable). Only for event
+    /// types you know carry no row changes.
+    #[arg(long = "skip-event-type", value_name = "CODE")]
+    skip_event_types: Vec<u8>,
     /// Read binlog files instead of a server.
     #[arg(long, num_args = 1.., conflicts_with_all = ["source", "from", "until_end"])]
     file: Vec<PathBuf>,
@@ -96,7 +100,7 @@ pub async fn run(config_path: Option<&Path>, args: TailArgs) -> Result<()> {
     };
 
     if !args.file.is_empty() {
-        let mut reader = FileReader::open_all(&args.file, filter)?;
+        let mut reader = FileReader::open_all(&args.file, filter, args.skip_event_types)?;
         while let Some(record) = reader.next_record()? {
             output.render(&record, &mut buf);
             if !flush(&mut buf, false)? {
@@ -121,6 +125,7 @@ pub async fn run(config_path: Option<&Path>, args: TailArgs) -> Result<()> {
     options.filter = filter;
     options.until_end = args.until_end;
     options.start = parse_from(&args.from)?;
+    options.skip_event_types = args.skip_event_types;
     let mut replica = Replica::connect(options).await?;
     loop {
         let record = tokio::select! {

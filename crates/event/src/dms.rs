@@ -373,7 +373,7 @@ impl DmsWriter {
             }
             Value::Timestamp(micros) => push_iso_utc(out, *micros, column.scale),
             Value::Year(y) => push_u64(out, u64::from(*y)),
-            Value::Json(text) => push_str(out, text),
+            Value::Json(text) | Value::JsonDiff(text) => push_str(out, text),
             Value::Enum(index) => match column.enum_name(*index) {
                 Some(name) => push_str(out, name),
                 None => push_u64(out, u64::from(*index)),

@@ -153,6 +153,11 @@ pub fn push_value(out: &mut String, column: &Column, value: &Value) {
         }
         Value::Year(y) => push_u64(out, u64::from(*y)),
         Value::Json(text) => out.push_str(text),
+        Value::JsonDiff(ops) => {
+            out.push_str(r#"{"json_diff":"#);
+            out.push_str(ops);
+            out.push('}');
+        }
         Value::Enum(index) => match column.enum_name(*index) {
             Some(name) => push_str(out, name),
             None => push_u64(out, u64::from(*index)),

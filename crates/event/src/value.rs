@@ -36,6 +36,10 @@ pub enum Value {
     Year(u16),
     /// JSON as compact JSON text.
     Json(String),
+    /// A partial JSON update whose document is not in the binlog (`binlog_row_image` MINIMAL or
+    /// NOBLOB with `binlog_row_value_options=PARTIAL_JSON`): a JSON array of
+    /// `{"op":"replace"|"insert"|"remove","path":"$.a","value":…}` to apply to the old document.
+    JsonDiff(String),
     /// ENUM by 1-based index (0 is the empty "error" value); the name is in [`Column::elements`].
     Enum(u16),
     /// SET as a bit mask over [`Column::elements`].
