@@ -24,7 +24,7 @@ use mysql_common::binlog::events::{
 use mysql_common::binlog::jsondiff::JsonDiff;
 use mysql_common::io::ParseBuf;
 
-use cdcd_event::{ChangeEvent, DdlEvent, Flavor, Op, Source, TableSchema, Value};
+use cdcd_event::{ChangeEvent, DdlEvent, Flavor, Op, Source, TableSchema, Transaction, Value};
 
 use crate::ddl::{classify_statement, Statement};
 use crate::error::{Error, Location, Result};
@@ -74,18 +74,24 @@ pub struct Position {
 
 /// The transaction being decoded.
 #[derive(Debug)]
-struct Transaction {
-    gtid: Option<Arc<str>>,
-    /// MySQL: the source uuid, tag and number to add to the set at commit.
-    mysql_gtid: Option<(String, String, u64)>,
-    /// MariaDB: domain, server, sequence.
-    mariadb_gtid: Option<(u32, u32, u64)>,
-    file: Arc<str>,
-    pos: u64,
-    commit_ts_us: i64,
+struct OpenTransaction {
+    /// What its change events share.
+    info: Arc<Transaction>,
+    gtid: GtidOf,
     rows: u64,
     /// A BEGIN was seen: the transaction ends at XID/COMMIT, not after one statement.
     began: bool,
+}
+
+/// A transaction's GTID, to add to the position at its commit.
+#[derive(Debug, Default)]
+enum GtidOf {
+    #[default]
+    None,
+    /// Source uuid, tag, number.
+    MySql(String, String, u64),
+    /// Domain, server, sequence.
+    MariaDb(u32, u32, u64),
 }
 
 /// A payload whose inner events are still arriving.
@@ -108,7 +114,7 @@ pub struct Decoder {
     /// End of the event being handled (for inner payload events, the end of the payload).
     event_end: u64,
     gtids: Gtids,
-    txn: Option<Transaction>,
+    txn: Option<OpenTransaction>,
     payload: Option<Payload>,
     /// Per table id: the TABLE_MAP body (to reuse the plan when it repeats), the plan, and
     /// whether the table filter keeps the table.
@@ -122,8 +128,6 @@ pub struct Decoder {
     fde_pending: bool,
     /// The stream's events carry CRC32 checksums (`binlog_checksum` is not NONE).
     stream_checksums: bool,
-    /// Rows of the current rows event, reused to avoid per-row allocation of the scratch vector.
-    scratch: Vec<Value>,
 }
 
 impl Decoder {
@@ -148,7 +152,6 @@ impl Decoder {
             verify_checksums: true,
             fde_pending: true,
             stream_checksums: false,
-            scratch: Vec::new(),
         }
     }
 
@@ -370,7 +373,7 @@ impl Decoder {
                 }
             }
             EventData::GtidEvent(gtid) => self.mysql_gtid(&gtid, event, at),
-            EventData::AnonymousGtidEvent(_) => self.begin(None, None, None, event, at, false),
+            EventData::AnonymousGtidEvent(_) => self.begin(GtidOf::None, None, event, at, false),
             EventData::QueryEvent(query) => self.query(&query, event, at, out)?,
             EventData::TableMapEvent(tme) => self.table_map(&tme, event.data(), at)?,
             EventData::RowsEvent(rows) => self.rows(&rows, type_code, event, at, out)?,
@@ -448,49 +451,78 @@ impl Decoder {
         self.next_pos = rotate.position();
     }
 
+    /// Opens a transaction at `at`. `commit_ts_us` is the server's commit time when it gives one;
+    /// otherwise the event's timestamp (seconds) stands in.
     fn begin(
         &mut self,
-        gtid: Option<Arc<str>>,
-        mysql_gtid: Option<(String, String, u64)>,
-        mariadb_gtid: Option<(u32, u32, u64)>,
+        gtid: GtidOf,
+        commit_ts_us: Option<i64>,
         event: &Event,
         at: &Location,
         began: bool,
     ) {
-        self.txn = Some(Transaction {
-            gtid,
-            mysql_gtid,
-            mariadb_gtid,
-            file: self.file.clone(),
+        self.txn = Some(self.new_transaction(gtid, commit_ts_us, event, at, began));
+    }
+
+    /// The open transaction, or a new one starting at `at` (changes outside any transaction
+    /// marker, as non-transactional engines write them, are a transaction of their own).
+    fn ensure_transaction(
+        &mut self,
+        event: &Event,
+        at: &Location,
+        began: bool,
+    ) -> &mut OpenTransaction {
+        let txn = match self.txn.take() {
+            Some(txn) => txn,
+            None => self.new_transaction(GtidOf::None, None, event, at, began),
+        };
+        self.txn.insert(txn)
+    }
+
+    fn new_transaction(
+        &self,
+        gtid: GtidOf,
+        commit_ts_us: Option<i64>,
+        event: &Event,
+        at: &Location,
+        began: bool,
+    ) -> OpenTransaction {
+        let text = match &gtid {
+            GtidOf::None => None,
+            GtidOf::MySql(uuid, tag, gno) if tag.is_empty() => Some(format!("{uuid}:{gno}")),
+            GtidOf::MySql(uuid, tag, gno) => Some(format!("{uuid}:{tag}:{gno}")),
+            GtidOf::MariaDb(domain, server, seq) => Some(format!("{domain}-{server}-{seq}")),
+        };
+        let info = Transaction {
+            flavor: self.flavor,
+            server_id: event.header().server_id(),
+            server_uuid: self.server_uuid.clone(),
+            gtid: text,
+            file: self.file.to_string(),
             pos: at.pos,
-            commit_ts_us: i64::from(event.header().timestamp()) * 1_000_000,
+            commit_ts_us: commit_ts_us
+                .unwrap_or_else(|| i64::from(event.header().timestamp()) * 1_000_000),
+        };
+        OpenTransaction {
+            info: Arc::new(info),
+            gtid,
             rows: 0,
             began,
-        });
+        }
     }
 
     fn mysql_gtid(&mut self, gtid: &GtidEvent, event: &Event, at: &Location) {
         let uuid = format_uuid(&gtid.sid());
         let tag = gtid.tag().map(|t| t.to_string()).unwrap_or_default();
-        let text = if tag.is_empty() {
-            format!("{uuid}:{}", gtid.gno())
-        } else {
-            format!("{uuid}:{tag}:{}", gtid.gno())
-        };
+        let ts = gtid.immediate_commit_timestamp();
+        let commit_ts = (ts > 0).then_some(ts as i64);
         self.begin(
-            Some(text.into()),
-            Some((uuid, tag, gtid.gno())),
-            None,
+            GtidOf::MySql(uuid, tag, gtid.gno()),
+            commit_ts,
             event,
             at,
             false,
         );
-        let ts = gtid.immediate_commit_timestamp();
-        if ts > 0 {
-            if let Some(txn) = &mut self.txn {
-                txn.commit_ts_us = ts as i64;
-            }
-        }
     }
 
     fn mariadb_gtid(&mut self, event: &Event, at: &Location) -> Result<()> {
@@ -502,16 +534,9 @@ impl Decoder {
         let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
         let flags = data[12];
         let server = event.header().server_id();
-        let text = format!("{domain}-{server}-{seq}");
-        self.begin(
-            Some(text.into()),
-            None,
-            Some((domain, server, seq)),
-            event,
-            at,
-            // Without FL_STANDALONE, MariaDB's GTID event takes the place of BEGIN.
-            flags & 1 == 0,
-        );
+        // Without FL_STANDALONE, MariaDB's GTID event takes the place of BEGIN.
+        let began = flags & 1 == 0;
+        self.begin(GtidOf::MariaDb(domain, server, seq), None, event, at, began);
         Ok(())
     }
 
@@ -546,7 +571,7 @@ impl Decoder {
         match statement {
             Statement::Begin => match &mut self.txn {
                 Some(txn) => txn.began = true,
-                None => self.begin(None, None, None, event, at, true),
+                None => self.begin(GtidOf::None, None, event, at, true),
             },
             Statement::Commit => self.commit(out),
             Statement::RowChange => {
@@ -561,9 +586,8 @@ impl Decoder {
                 ));
             }
             Statement::Ddl { operation, tables } => {
-                if self.txn.is_none() {
-                    self.begin(None, None, None, event, at, false);
-                }
+                let txn = self.ensure_transaction(event, at, false);
+                let source = Self::source(txn, at.pos, u64::from(event.header().log_pos()));
                 for (schema, table) in &tables {
                     self.schemas
                         .remove(&(schema.to_string(), table.to_string()));
@@ -573,7 +597,6 @@ impl Decoder {
                     .as_ref()
                     .is_none_or(|(s, t)| self.filter.matches(s, t));
                 if keep {
-                    let source = self.source(at.pos, u64::from(event.header().log_pos()));
                     out.push_back(Record::Ddl(DdlEvent {
                         schema: query.schema().as_ref().into(),
                         table,
@@ -637,9 +660,6 @@ impl Decoder {
             25 | 32 => Op::Delete,
             _ => return self.unknown(type_code, at),
         };
-        if self.txn.is_none() {
-            self.begin(None, None, None, event, at, true);
-        }
         let columns = rows.num_columns() as usize;
         let before_bits = rows
             .columns_before_image()
@@ -684,19 +704,11 @@ impl Decoder {
             .map(|(i, _)| i)
             .collect();
         let mut diffs: Vec<(usize, &[u8])> = Vec::new();
+        let txn = self.ensure_transaction(event, at, true);
         while !cursor.data.is_empty() {
             let before = match &before_bits {
                 Some(bits) => {
-                    decode_image(
-                        &mut cursor,
-                        bits,
-                        &table,
-                        &[],
-                        &mut self.scratch,
-                        &mut diffs,
-                    )
-                    .map_err(err)?;
-                    Some(std::mem::take(&mut self.scratch))
+                    Some(decode_image(&mut cursor, bits, &table, &[], &mut diffs).map_err(err)?)
                 }
                 None => None,
             };
@@ -708,16 +720,8 @@ impl Decoder {
                         Vec::new()
                     };
                     diffs.clear();
-                    decode_image(
-                        &mut cursor,
-                        bits,
-                        &table,
-                        &partial,
-                        &mut self.scratch,
-                        &mut diffs,
-                    )
-                    .map_err(err)?;
-                    let mut image = std::mem::take(&mut self.scratch);
+                    let mut image = decode_image(&mut cursor, bits, &table, &partial, &mut diffs)
+                        .map_err(err)?;
                     for &(column, raw) in &diffs {
                         image[column] =
                             apply_partial(before.as_deref(), column, raw).map_err(|e| {
@@ -732,10 +736,8 @@ impl Decoder {
                 }
                 None => None,
             };
-            let source = self.source(at.pos, next_pos);
-            if let Some(txn) = &mut self.txn {
-                txn.rows += 1;
-            }
+            let source = Self::source(txn, at.pos, next_pos);
+            txn.rows += 1;
             if !included {
                 // Decoded only to keep row indexes (and so event ids) independent of the filter.
                 continue;
@@ -751,19 +753,13 @@ impl Decoder {
         Ok(())
     }
 
-    fn source(&self, pos: u64, next_pos: u64) -> Source {
-        let txn = self.txn.as_ref();
+    /// Where the next row of the open transaction comes from.
+    fn source(txn: &OpenTransaction, pos: u64, next_pos: u64) -> Source {
         Source {
-            flavor: self.flavor,
-            server_id: self.server_id,
-            server_uuid: self.server_uuid.clone(),
-            gtid: txn.and_then(|t| t.gtid.clone()),
-            file: txn.map_or_else(|| self.file.clone(), |t| t.file.clone()),
-            txn_pos: txn.map_or(pos, |t| t.pos),
+            transaction: txn.info.clone(),
             pos,
             next_pos,
-            row: txn.map_or(0, |t| t.rows),
-            commit_ts_us: txn.map_or(0, |t| t.commit_ts_us),
+            row: txn.rows,
         }
     }
 
@@ -771,9 +767,11 @@ impl Decoder {
         let Some(txn) = self.txn.take() else {
             return;
         };
-        match (&mut self.gtids, txn.mysql_gtid, txn.mariadb_gtid) {
-            (Gtids::MySql(set), Some((uuid, tag, gno)), _) => set.add(&uuid, &tag, gno),
-            (Gtids::MariaDb(list), _, Some((domain, server, seq))) => list.set(domain, server, seq),
+        match (&mut self.gtids, txn.gtid) {
+            (Gtids::MySql(set), GtidOf::MySql(uuid, tag, gno)) => set.add(&uuid, &tag, gno),
+            (Gtids::MariaDb(list), GtidOf::MariaDb(domain, server, seq)) => {
+                list.set(domain, server, seq)
+            }
             _ => {}
         }
         // A commit is the last event of its transaction: resume right after it.

@@ -5,8 +5,6 @@
 //! YEAR are numbers, BINARY(N) is padded back to N bytes). DECIMAL and JSON use mysql_common's
 //! decoders. A value that does not fit its layout is an error naming the column; nothing is guessed.
 
-use mysql_common::binlog::decimal::Decimal;
-
 use cdcd_event::{Date, DateTime, Value};
 
 use crate::charset::decode_text;
@@ -65,20 +63,19 @@ pub(crate) fn present_columns(bits: impl Iterator<Item = bool>, count: usize) ->
     present
 }
 
-/// Decodes one row image into `out` (one value per table column; absent columns are
-/// [`Value::Absent`]). `partial_json` marks JSON columns that hold partial updates; their
+/// Decodes one row image: one value per table column, [`Value::Absent`] for columns the image
+/// leaves out. `partial_json` marks JSON columns that hold partial updates; their
 /// raw diffs are returned for the caller to apply to the before image.
 pub(crate) fn decode_image<'a>(
     cursor: &mut Cursor<'a>,
     present: &[bool],
     table: &TableDecoder,
     partial_json: &[bool],
-    out: &mut Vec<Value>,
     diffs: &mut Vec<(usize, &'a [u8])>,
-) -> Result<(), String> {
+) -> Result<Vec<Value>, String> {
     let n_present = present.iter().filter(|p| **p).count();
     let nulls = cursor.take(n_present.div_ceil(8))?;
-    out.clear();
+    let mut out = Vec::with_capacity(table.plans.len());
     let mut k = 0;
     for (i, plan) in table.plans.iter().enumerate() {
         if !present[i] {
@@ -107,7 +104,7 @@ pub(crate) fn decode_image<'a>(
         })?;
         out.push(value);
     }
-    Ok(())
+    Ok(out)
 }
 
 fn decode_value(cursor: &mut Cursor<'_>, plan: &ColumnPlan) -> Result<Value, String> {
@@ -127,14 +124,7 @@ fn decode_value(cursor: &mut Cursor<'_>, plan: &ColumnPlan) -> Result<Value, Str
         Layout::LongLong => int(cursor.uint_le(8)?, 64, plan.unsigned),
         Layout::Float => Value::Float(f32::from_bits(cursor.uint_le(4)? as u32)),
         Layout::Double => Value::Double(f64::from_bits(cursor.uint_le(8)?)),
-        Layout::Decimal { precision, scale } => {
-            let (precision, scale) = (usize::from(precision), usize::from(scale));
-            let size = mysql_common::binlog::decimal::decimal_bin_size(precision, scale);
-            let bytes = cursor.take(size)?;
-            let decimal = Decimal::read_bin(bytes, precision, scale, false)
-                .map_err(|e| format!("invalid DECIMAL: {e}"))?;
-            Value::Decimal(decimal.to_string())
-        }
+        Layout::Decimal { precision, scale } => Value::Decimal(decimal(cursor, precision, scale)?),
         Layout::Year => match cursor.uint_le(1)? {
             0 => Value::Year(0),
             y => Value::Year(1900 + y as u16),
@@ -223,6 +213,85 @@ fn string_value(plan: &ColumnPlan, bytes: &[u8]) -> Result<Value, String> {
             None => Value::Bytes(bytes.to_vec()),
         },
     })
+}
+
+/// Bytes used by a group of 0..=9 decimal digits.
+const DIGIT_BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+
+/// DECIMAL's binary form (MySQL's `bin2decimal`) straight to text: groups of nine digits in four
+/// big-endian bytes, a shorter group for the leftover digits at the outer ends, the sign in the
+/// top bit (set for non-negative values) and all bits inverted for negative ones. The text has
+/// no leading zeros and exactly `scale` fraction digits.
+fn decimal(cursor: &mut Cursor<'_>, precision: u8, scale: u8) -> Result<String, String> {
+    let (intg, frac) = (usize::from(precision - scale), usize::from(scale));
+    let size = DIGIT_BYTES[intg % 9] + intg / 9 * 4 + frac / 9 * 4 + DIGIT_BYTES[frac % 9];
+    let bytes = cursor.take(size)?;
+    let negative = bytes[0] & 0x80 == 0;
+    let mask = if negative { 0xff } else { 0 };
+    let mut at = 0;
+    let mut group = |len: usize| {
+        let mut v = 0u32;
+        for (i, b) in bytes[at..at + len].iter().enumerate() {
+            let b = if at + i == 0 { b ^ 0x80 } else { *b };
+            v = v << 8 | u32::from(b ^ mask);
+        }
+        at += len;
+        v
+    };
+    let mut text = String::with_capacity(usize::from(precision) + 3);
+    if negative {
+        text.push('-');
+    }
+    let mut integer = Vec::with_capacity(intg / 9 + 1);
+    if intg % 9 > 0 {
+        integer.push((group(DIGIT_BYTES[intg % 9]), intg % 9));
+    }
+    for _ in 0..intg / 9 {
+        integer.push((group(4), 9));
+    }
+    let mut started = false;
+    for (value, digits) in integer {
+        if value >= 10u32.pow(digits as u32) {
+            return Err(format!("invalid DECIMAL digits group {value}"));
+        }
+        if started {
+            push_digits(&mut text, value, digits);
+        } else if value > 0 {
+            push_digits(&mut text, value, 0);
+            started = true;
+        }
+    }
+    if !started {
+        text.push('0');
+    }
+    if frac > 0 {
+        text.push('.');
+        for _ in 0..frac / 9 {
+            push_digits(&mut text, group(4), 9);
+        }
+        if frac % 9 > 0 {
+            push_digits(&mut text, group(DIGIT_BYTES[frac % 9]), frac % 9);
+        }
+    }
+    if negative && text[1..].bytes().all(|b| b == b'0' || b == b'.') {
+        text.remove(0);
+    }
+    Ok(text)
+}
+
+/// Appends `value` zero-padded to `width` digits (no padding for width 0).
+fn push_digits(out: &mut String, value: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut i = digits.len();
+    let mut v = value;
+    while v > 0 || digits.len() - i < width.max(1) {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 /// The fractional part of TIME2/DATETIME2/TIMESTAMP2 in microseconds (big endian, unsigned).
@@ -316,6 +385,18 @@ mod tests {
             time2(&mut cursor(&stored.to_be_bytes()[1..]), 0).unwrap(),
             -(838 * 3600 + 59 * 60 + 59) * 1_000_000
         );
+    }
+
+    #[test]
+    fn decimals_render_exactly() {
+        // Encoded by MySQL: DECIMAL(10,2) -12345678.91 and 1.05, DECIMAL(65,30) edge values.
+        let neg: [u8; 5] = [0x7f, 0x43, 0x9e, 0xb1, 0xa4];
+        assert_eq!(decimal(&mut cursor(&neg), 10, 2).unwrap(), "-12345678.91");
+        let small: [u8; 5] = [0x80, 0x00, 0x00, 0x01, 0x05];
+        assert_eq!(decimal(&mut cursor(&small), 10, 2).unwrap(), "1.05");
+        let zero: [u8; 5] = [0x80, 0, 0, 0, 0];
+        assert_eq!(decimal(&mut cursor(&zero), 10, 2).unwrap(), "0.00");
+        assert!(decimal(&mut cursor(&[0x80]), 10, 2).is_err());
     }
 
     #[test]

@@ -9,6 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Rows are allocated on the decoding thread and freed on the output thread; glibc's allocator
+/// spends a third of `cdcd tail`'s time on that hand-over, mimalloc almost none.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cdcd",

@@ -9,7 +9,7 @@ use clap::Args;
 
 use cdcd_binlog::{FileReader, Record, Replica, ReplicaOptions, StartFrom, TableFilter};
 use cdcd_event::dms::DmsWriter;
-use cdcd_event::native;
+use cdcd_event::native::NativeWriter;
 
 use crate::config::Config;
 
@@ -46,19 +46,19 @@ pub struct TailArgs {
 }
 
 enum Output {
-    Native,
+    Native(NativeWriter),
     Dms(Box<DmsWriter>),
 }
 
 impl Output {
     fn render(&mut self, record: &Record, buf: &mut String) {
         match (self, record) {
-            (Output::Native, Record::Change(e)) => {
-                native::write_change(buf, e);
+            (Output::Native(w), Record::Change(e)) => {
+                w.write_change(buf, e);
                 buf.push('\n');
             }
-            (Output::Native, Record::Ddl(e)) => {
-                native::write_ddl(buf, e);
+            (Output::Native(w), Record::Ddl(e)) => {
+                w.write_ddl(buf, e);
                 buf.push('\n');
             }
             (Output::Dms(w), Record::Change(e)) => w.write_change(buf, e),
@@ -73,44 +73,122 @@ impl Output {
 pub async fn run(config_path: Option<&Path>, args: TailArgs) -> Result<()> {
     let config = Config::load(config_path)?;
     let format = args.format.as_deref().unwrap_or(&config.tail.format);
-    let mut output = match format {
-        "native" => Output::Native,
+    let output = match format {
+        "native" => Output::Native(NativeWriter::new()),
         "dms" => Output::Dms(Box::new(DmsWriter::new(config.dms.options()?))),
         other => bail!("--format {other}: use native or dms"),
     };
     let tables = args.tables.as_deref().unwrap_or(&config.source.tables);
     let filter = TableFilter::parse(tables).map_err(|e| anyhow::anyhow!("--tables: {e}"))?;
 
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut buf = String::with_capacity(1 << 16);
-    let mut flush = |buf: &mut String, force: bool| -> Result<bool> {
-        if buf.len() >= 1 << 15 || (force && !buf.is_empty()) {
-            let result = out.write_all(buf.as_bytes());
-            buf.clear();
-            let result = result.and_then(|()| if force { out.flush() } else { Ok(()) });
-            if let Err(e) = result {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(false);
-                }
-                return Err(e).context("writing to stdout");
-            }
-        }
-        Ok(true)
+    let (records, writer) = spawn_writer(output);
+    let produced = if args.file.is_empty() {
+        let options = replica_options(&config, args, filter)?;
+        follow_server(options, records).await
+    } else {
+        read_files(&args.file, filter, args.skip_event_types, records).await
     };
+    // The writer's error (a closed stdout ends it quietly) explains a failed send; report it first.
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the output thread panicked"))??;
+    produced
+}
 
-    if !args.file.is_empty() {
-        let mut reader = FileReader::open_all(&args.file, filter, args.skip_event_types)?;
-        while let Some(record) = reader.next_record()? {
-            output.render(&record, &mut buf);
-            if !flush(&mut buf, false)? {
-                return Ok(());
+/// Records travel to the output thread in batches, so that decoding and JSON rendering run on
+/// both cores. A send fails only when the output thread has stopped.
+type Batches = tokio::sync::mpsc::Sender<Vec<Record>>;
+
+const BATCH: usize = 1024;
+
+fn spawn_writer(mut output: Output) -> (Batches, std::thread::JoinHandle<Result<()>>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(16);
+    let handle = std::thread::spawn(move || -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        let mut buf = String::with_capacity(1 << 18);
+        while let Some(batch) = rx.blocking_recv() {
+            for record in &batch {
+                output.render(record, &mut buf);
+            }
+            // Write when the buffer is large, or when nothing else is queued: then the reader has
+            // caught up, and whoever watches should see the changes now.
+            if buf.len() >= 1 << 18 || rx.is_empty() {
+                let written = stdout
+                    .write_all(buf.as_bytes())
+                    .and_then(|()| stdout.flush());
+                buf.clear();
+                match written {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    Err(e) => return Err(e).context("writing to stdout"),
+                }
             }
         }
-        flush(&mut buf, true)?;
-        return Ok(());
-    }
+        stdout
+            .write_all(buf.as_bytes())
+            .and_then(|()| stdout.flush())
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    Ok(())
+                } else {
+                    Err(e).context("writing to stdout")
+                }
+            })
+    });
+    (tx, handle)
+}
 
+async fn read_files(
+    paths: &[PathBuf],
+    filter: TableFilter,
+    skip_event_types: Vec<u8>,
+    records: Batches,
+) -> Result<()> {
+    let mut reader = FileReader::open_all(paths, filter, skip_event_types)?;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(record) = reader.next_record()? {
+        batch.push(record);
+        if batch.len() == BATCH
+            && records
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .await
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
+    let _ = records.send(batch).await;
+    Ok(())
+}
+
+async fn follow_server(options: ReplicaOptions, records: Batches) -> Result<()> {
+    let mut replica = Replica::connect(options).await?;
+    let mut batch = Vec::with_capacity(BATCH);
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let record = tokio::select! {
+            record = replica.next_record() => record?,
+            _ = &mut stop => None,
+        };
+        let Some(record) = record else { break };
+        // Transaction ends and heartbeats hand the batch over, so changes show up at once.
+        let boundary = matches!(record, Record::Commit(_) | Record::Heartbeat);
+        batch.push(record);
+        if (boundary || batch.len() == BATCH)
+            && records
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .await
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
+    let _ = records.send(batch).await;
+    Ok(())
+}
+
+fn replica_options(config: &Config, args: TailArgs, filter: TableFilter) -> Result<ReplicaOptions> {
     let mut options = ReplicaOptions::new(args.source.unwrap_or(config.source.url.clone()));
     options.password = config.source.password()?;
     options.tls_mode = args
@@ -126,22 +204,7 @@ pub async fn run(config_path: Option<&Path>, args: TailArgs) -> Result<()> {
     options.until_end = args.until_end;
     options.start = parse_from(&args.from)?;
     options.skip_event_types = args.skip_event_types;
-    let mut replica = Replica::connect(options).await?;
-    loop {
-        let record = tokio::select! {
-            record = replica.next_record() => record?,
-            _ = tokio::signal::ctrl_c() => None,
-        };
-        let Some(record) = record else { break };
-        let idle = matches!(record, Record::Commit(_) | Record::Heartbeat);
-        output.render(&record, &mut buf);
-        // Flush at transaction ends and when idle, so a human watching sees changes at once.
-        if !flush(&mut buf, idle)? {
-            return Ok(());
-        }
-    }
-    flush(&mut buf, true)?;
-    Ok(())
+    Ok(options)
 }
 
 fn parse_from(from: &str) -> Result<StartFrom> {

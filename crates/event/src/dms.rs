@@ -294,7 +294,7 @@ impl DmsWriter {
         push_u64(out, self.previous_txn.1);
         out.push(',');
         push_key(out, "commit-timestamp");
-        push_iso_utc(out, source.commit_ts_us, 6);
+        push_iso_utc(out, source.transaction.commit_ts_us, 6);
         out.push(',');
         push_key(out, "stream-position");
         push_str(
@@ -304,8 +304,8 @@ impl DmsWriter {
                 source.pos,
                 source.row,
                 source.next_pos,
-                source.txn_pos,
-                file = source.file
+                source.transaction.pos,
+                file = source.transaction.file
             ),
         );
     }
@@ -360,7 +360,11 @@ impl DmsWriter {
                 }
             }
             Value::Geometry(bytes) => push_hex(out, bytes, hex_prefix),
-            Value::Date(d) => push_str(out, &d.to_string()),
+            Value::Date(d) => {
+                out.push('"');
+                d.write(out);
+                out.push('"');
+            }
             Value::Time(micros) => {
                 out.push('"');
                 write_time(out, *micros, column.scale);
@@ -426,12 +430,12 @@ fn push_extras(out: &mut String, source: &Source) {
     out.push('{');
     push_key(out, "event-id");
     push_str(out, &source.event_id());
-    if let Some(gtid) = &source.gtid {
+    if let Some(gtid) = &source.transaction.gtid {
         out.push(',');
         push_key(out, "gtid");
         push_str(out, gtid);
     }
-    if let Some(uuid) = &source.server_uuid {
+    if let Some(uuid) = &source.transaction.server_uuid {
         out.push(',');
         push_key(out, "server-uuid");
         push_str(out, uuid);
@@ -442,12 +446,13 @@ fn push_extras(out: &mut String, source: &Source) {
 /// DMS's MySQL transaction id: binlog file number in the high 32 bits, offset in the low 32.
 pub fn transaction_id(source: &Source) -> u64 {
     let file_number: u64 = source
+        .transaction
         .file
         .rsplit('.')
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    (file_number << 32) | (source.txn_pos & 0xffff_ffff)
+    (file_number << 32) | (source.transaction.pos & 0xffff_ffff)
 }
 
 /// `pk1.pk2…` (or `schema.table.pk…`) from the row image that identifies the row.
@@ -548,7 +553,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::Flavor;
+    use crate::model::{Flavor, Transaction};
     use crate::value::{Date, DateTime};
 
     fn table() -> Arc<TableSchema> {
@@ -572,16 +577,18 @@ mod tests {
 
     fn source(row: u64) -> Source {
         Source {
-            flavor: Flavor::MySql,
-            server_id: 1,
-            server_uuid: None,
-            gtid: None,
-            file: "mysql-bin-changelog.002171".into(),
-            txn_pos: 36_912_135,
+            transaction: Arc::new(Transaction {
+                flavor: Flavor::MySql,
+                server_id: 1,
+                server_uuid: None,
+                gtid: None,
+                file: "mysql-bin-changelog.002171".into(),
+                pos: 36_912_135,
+                commit_ts_us: 1_572_562_435_000_000,
+            }),
             pos: 36_912_271,
             next_pos: 36_912_333,
             row,
-            commit_ts_us: 1_572_562_435_000_000,
         }
     }
 

@@ -22,7 +22,7 @@ mod value;
 pub mod dms;
 pub mod native;
 
-pub use model::{ChangeEvent, DdlEvent, Flavor, Op, Source};
+pub use model::{ChangeEvent, DdlEvent, Flavor, Op, Source, Transaction};
 pub use value::{
     timestamp_to_datetime, write_bits, write_time, Column, ColumnType, Date, DateTime, TableSchema,
     Value,

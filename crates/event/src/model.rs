@@ -42,45 +42,51 @@ impl Flavor {
     }
 }
 
-/// Where in the binlog an event came from.
-///
-/// The strings are shared by every row of a transaction (`Arc<str>`), so they cost one allocation
-/// per transaction, not per row.
+/// What every change of one transaction shares. It is allocated once per transaction and shared
+/// by its rows, which then cost one reference count each.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Source {
+pub struct Transaction {
     pub flavor: Flavor,
     pub server_id: u32,
     /// MySQL `server_uuid`, when known (live connections; files do not carry it).
     pub server_uuid: Option<Arc<str>>,
     /// The transaction's GTID: `uuid[:tag]:gno` (MySQL) or `domain-server-seq` (MariaDB).
-    pub gtid: Option<Arc<str>>,
+    pub gtid: Option<String>,
     /// Binlog file holding the transaction.
-    pub file: Arc<str>,
+    pub file: String,
     /// Offset of the transaction's first event (its GTID or BEGIN) in `file`.
-    pub txn_pos: u64,
-    /// Offset of the rows event that carried this row.
     pub pos: u64,
-    /// Offset just past the rows event (the binlog's `end_log_pos`).
-    pub next_pos: u64,
-    /// 0-based index of the row within its transaction.
-    pub row: u64,
     /// Commit time in microseconds since the epoch: MySQL's `immediate_commit_timestamp`, or the
     /// event header's seconds when the server gives nothing finer.
     pub commit_ts_us: i64,
 }
 
+/// Where in the binlog a change came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub transaction: Arc<Transaction>,
+    /// Offset of the rows event that carried this row (for a compressed transaction, of its
+    /// TRANSACTION_PAYLOAD event).
+    pub pos: u64,
+    /// Offset just past the rows event (the binlog's `end_log_pos`).
+    pub next_pos: u64,
+    /// 0-based index of the row within its transaction.
+    pub row: u64,
+}
+
 impl Source {
     /// The stable identity of the row change at `self.row` in its transaction.
     ///
-    /// `<gtid>:<row>` with a GTID; `<file>:<txn_pos>:<row>` without one.
+    /// `<gtid>:<row>` with a GTID; `<file>:<transaction pos>:<row>` without one.
     pub fn event_id(&self) -> String {
+        let txn = &self.transaction;
         let mut id = String::with_capacity(64);
-        match &self.gtid {
+        match &txn.gtid {
             Some(gtid) => {
                 let _ = write!(id, "{gtid}:{}", self.row);
             }
             None => {
-                let _ = write!(id, "{}:{}:{}", self.file, self.txn_pos, self.row);
+                let _ = write!(id, "{}:{}:{}", txn.file, txn.pos, self.row);
             }
         }
         id
