@@ -119,7 +119,10 @@ pub struct Decoder {
     /// Per table id: the TABLE_MAP body (to reuse the plan when it repeats), the plan, and
     /// whether the table filter keeps the table.
     tables: HashMap<u64, (Vec<u8>, Arc<TableDecoder>, bool)>,
-    schemas: HashMap<(String, String), Arc<TableSchema>>,
+    /// Rows decoded since the shared metadata was last copied (see [`RENEW_SHARED_EVERY`]).
+    rows_since_renewal: usize,
+    /// The schema cache: `None` marks a table that `information_schema` no longer has.
+    schemas: HashMap<(String, String), Option<Arc<TableSchema>>>,
     filter: TableFilter,
     skip_types: Vec<u8>,
     /// Whether `handle` checks event checksums (the file reader checks raw bytes before parsing).
@@ -146,6 +149,7 @@ impl Decoder {
             txn: None,
             payload: None,
             tables: HashMap::new(),
+            rows_since_renewal: 0,
             schemas: HashMap::new(),
             filter,
             skip_types: Vec::new(),
@@ -231,9 +235,10 @@ impl Decoder {
         (self.flavor == Flavor::MariaDb || !crate::table::has_column_names(&tme)).then_some(key)
     }
 
-    pub fn put_schema(&mut self, schema: TableSchema) {
-        let key = (schema.schema.to_string(), schema.table.to_string());
-        self.schemas.insert(key, Arc::new(schema));
+    /// Hands over the definition [`Decoder::wants_schema`] asked for (`None`: no such table).
+    pub fn put_schema(&mut self, schema: &str, table: &str, definition: Option<TableSchema>) {
+        let key = (schema.to_string(), table.to_string());
+        self.schemas.insert(key, definition.map(Arc::new));
     }
 
     /// Decodes one event, appending what it produced to `out`.
@@ -628,10 +633,21 @@ impl Decoder {
         }
         let (schema, table) = (tme.database_name(), tme.table_name());
         let included = self.filter.matches(&schema, &table);
-        let cached = self
-            .schemas
-            .get(&(schema.to_string(), table.to_string()))
-            .cloned();
+        let cached = match self.schemas.get(&(schema.to_string(), table.to_string())) {
+            Some(None) if included && !crate::table::has_column_names(tme) => {
+                return Err(Error::Schema {
+                    at: at.clone(),
+                    schema: schema.to_string(),
+                    table: table.to_string(),
+                    message: "the table no longer exists and the binlog has no column names for \
+                              it; set binlog_row_metadata=FULL on the server, or leave the table \
+                              out with --tables"
+                        .into(),
+                })
+            }
+            Some(cached) => cached.clone(),
+            None => None,
+        };
         let decoder =
             TableDecoder::new(tme, cached.as_deref(), self.flavor).map_err(|message| {
                 Error::Schema {
@@ -667,6 +683,7 @@ impl Decoder {
         let after_bits = rows
             .columns_after_image()
             .map(|b| present_columns(b.iter().by_vals(), columns));
+        self.renew_shared_metadata(rows.table_id());
         let Some((_, table, included)) = self.tables.get(&rows.table_id()).cloned() else {
             return Err(Error::decode(
                 at,
@@ -705,6 +722,7 @@ impl Decoder {
             .collect();
         let mut diffs: Vec<(usize, &[u8])> = Vec::new();
         let txn = self.ensure_transaction(event, at, true);
+        let first_row = txn.rows;
         while !cursor.data.is_empty() {
             let before = match &before_bits {
                 Some(bits) => {
@@ -750,7 +768,28 @@ impl Decoder {
                 source,
             }));
         }
+        self.rows_since_renewal += (txn.rows - first_row) as usize;
         Ok(())
+    }
+
+    /// Gives the events that follow their own copies of the table and transaction metadata every
+    /// [`RENEW_SHARED_EVERY`] rows. Events hold `Arc`s to both; when a consumer drops them on
+    /// another thread, its reference-count decrements and our increments fight over one cache
+    /// line, which cost `cdcd tail` a tenth of its time. Fresh copies keep each batch's counts
+    /// apart.
+    fn renew_shared_metadata(&mut self, table_id: u64) {
+        if self.rows_since_renewal < RENEW_SHARED_EVERY {
+            return;
+        }
+        self.rows_since_renewal = 0;
+        if let Some(txn) = &mut self.txn {
+            txn.info = Arc::new(Transaction::clone(&txn.info));
+        }
+        if let Some((_, table, _)) = self.tables.get_mut(&table_id) {
+            let mut copy = TableDecoder::clone(table);
+            copy.schema = Arc::new(TableSchema::clone(&copy.schema));
+            *table = Arc::new(copy);
+        }
     }
 
     /// Where the next row of the open transaction comes from.
@@ -872,6 +911,9 @@ fn truncate(s: &str, max: usize) -> &str {
         None => s,
     }
 }
+
+/// How many rows share one copy of their table's and transaction's metadata.
+const RENEW_SHARED_EVERY: usize = 1024;
 
 /// The name MySQL gives an event type, for error messages.
 pub fn event_type_name(code: u8) -> &'static str {

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use mysql_async::binlog::events::Event;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, OptsBuilder, SslOpts};
@@ -225,34 +225,29 @@ impl Replica {
         Ok(())
     }
 
-    /// The next record; `None` once the end of the binlog is reached with `until_end`.
-    pub async fn next_record(&mut self) -> Result<Option<Record>> {
+    /// Waits for the next event and appends everything decoded so far to `records` (at least one
+    /// record); `false` once the end of the binlog is reached with `until_end`.
+    pub async fn next_records(&mut self, records: &mut Vec<Record>) -> Result<bool> {
         let mut failures = 0;
         loop {
-            if let Some(record) = self.pending.pop_front() {
-                if let Record::Commit(position) = &record {
-                    self.committed = position.clone();
+            if !self.pending.is_empty() {
+                for record in self.pending.drain(..) {
+                    if let Record::Commit(position) = &record {
+                        self.committed = position.clone();
+                    }
+                    records.push(record);
                 }
-                return Ok(Some(record));
+                return Ok(true);
             }
             if self.finished {
-                return Ok(None);
+                return Ok(false);
             }
             match self.next_event().await {
                 Ok(Some(event)) => {
                     failures = 0;
                     if let Some((schema, table)) = self.decoder.wants_schema(&event) {
-                        match load_table(&mut self.schema_conn, &schema, &table).await? {
-                            Some(definition) => self.decoder.put_schema(definition),
-                            None => {
-                                return Err(Error::Setup(format!(
-                                    "table `{schema}`.`{table}` is in the binlog but no longer \
-                                     exists, and the binlog has no column metadata for it; set \
-                                     binlog_row_metadata=FULL on the server or exclude the table \
-                                     with --tables"
-                                )))
-                            }
-                        }
+                        let definition = load_table(&mut self.schema_conn, &schema, &table).await?;
+                        self.decoder.put_schema(&schema, &table, definition);
                     }
                     self.decoder.handle(&event, &mut self.pending)?;
                 }
@@ -288,7 +283,13 @@ impl Replica {
             return Err(Error::Setup("not connected".into()));
         };
         let silence = self.options.heartbeat * 3;
-        match tokio::time::timeout(silence, stream.next()).await {
+        // Most events are already buffered; only arm the silence timer when we have to wait.
+        // (Polling `next` and dropping it is safe: the stream keeps its own read state.)
+        let next = match stream.next().now_or_never() {
+            Some(next) => Ok(next),
+            None => tokio::time::timeout(silence, stream.next()).await,
+        };
+        match next {
             Err(_) => {
                 self.stream = None;
                 Err(Error::Setup(format!(

@@ -83,7 +83,7 @@ pub(crate) struct ColumnPlan {
 }
 
 /// A table's decoding plan and the schema its events carry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TableDecoder {
     pub schema: Arc<TableSchema>,
     pub(crate) plans: Vec<ColumnPlan>,

@@ -167,25 +167,21 @@ async fn follow_server(options: ReplicaOptions, records: Batches) -> Result<()> 
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
-        let record = tokio::select! {
-            record = replica.next_record() => record?,
-            _ = &mut stop => None,
+        let more = tokio::select! {
+            more = replica.next_records(&mut batch) => more?,
+            _ = &mut stop => false,
         };
-        let Some(record) = record else { break };
         // Transaction ends and heartbeats hand the batch over, so changes show up at once.
-        let boundary = matches!(record, Record::Commit(_) | Record::Heartbeat);
-        batch.push(record);
-        if (boundary || batch.len() == BATCH)
-            && records
-                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                .await
-                .is_err()
-        {
-            return Ok(());
+        let boundary = batch
+            .last()
+            .is_some_and(|r| matches!(r, Record::Commit(_) | Record::Heartbeat));
+        if !more || boundary || batch.len() >= BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if records.send(full).await.is_err() || !more {
+                return Ok(());
+            }
         }
     }
-    let _ = records.send(batch).await;
-    Ok(())
 }
 
 fn replica_options(config: &Config, args: TailArgs, filter: TableFilter) -> Result<ReplicaOptions> {
