@@ -378,13 +378,94 @@ pub fn hex_upper(bytes: Vec<u8>) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-/// Peak resident memory of the largest child process so far, in MiB.
-pub fn children_peak_rss_mib() -> f64 {
+/// Runs `cdcd` and returns its stdout, stderr, success and peak resident memory in MiB, read from
+/// that one process's rusage (other tests run their own children at the same time).
+pub fn cdcd_measured(args: &[&str]) -> (Vec<u8>, String, bool, f64) {
+    use std::os::unix::process::ExitStatusExt;
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("cdcd-measured-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
+        .args(args)
+        .env_remove("CDCD_SOURCE_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run cdcd");
+    let mut status = 0;
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a rusage struct into the pointer we pass.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
-    assert_eq!(rc, 0);
+    // SAFETY: wait4 writes the exit status and the child's rusage into the pointers we pass.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, usage.as_mut_ptr()) };
+    assert_eq!(pid, child.id() as i32, "wait4");
     // SAFETY: initialised by the successful call above.
     let usage = unsafe { usage.assume_init() };
-    usage.ru_maxrss as f64 / 1024.0
+    let success = std::process::ExitStatus::from_raw(status).success();
+    let stdout = std::fs::read(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    (stdout, stderr, success, usage.ru_maxrss as f64 / 1024.0)
+}
+
+/// A TCP proxy to a server that, once, stops forwarding a connection in both directions after it
+/// has carried `freeze_after` bytes from the server (without closing it): a silent connection, as
+/// a dead NAT entry or a hung network leaves behind. Later connections are forwarded normally.
+pub struct FreezingProxy {
+    pub port: u16,
+    pub frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezingProxy {
+    pub fn start(upstream_port: u16, freeze_after: usize) -> FreezingProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let flag = frozen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    return;
+                };
+                let flag = flag.clone();
+                // Only the first connection that carries enough data freezes.
+                let pipe = |mut from: TcpStream,
+                            mut to: TcpStream,
+                            count: Option<Arc<AtomicBool>>| {
+                    move || {
+                        let mut carried = 0usize;
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            let Ok(n) = from.read(&mut buf) else { return };
+                            if n == 0 {
+                                let _ = to.shutdown(std::net::Shutdown::Write);
+                                return;
+                            }
+                            carried += n;
+                            if let Some(flag) = &count {
+                                if carried > freeze_after && !flag.swap(true, Ordering::SeqCst) {
+                                    // Hold both sockets open and forward nothing, for good.
+                                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                                    return;
+                                }
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(pipe(client, server, None));
+                std::thread::spawn(pipe(s2, c2, Some(flag)));
+            }
+        });
+        FreezingProxy { port, frozen }
+    }
 }

@@ -129,8 +129,6 @@ pub struct Decoder {
     verify_checksums: bool,
     /// No FORMAT_DESCRIPTION seen yet on this stream.
     fde_pending: bool,
-    /// The stream's events carry CRC32 checksums (`binlog_checksum` is not NONE).
-    stream_checksums: bool,
 }
 
 impl Decoder {
@@ -142,10 +140,7 @@ impl Decoder {
             file: file.into(),
             next_pos: 4,
             event_end: 4,
-            gtids: match flavor {
-                Flavor::MySql => Gtids::MySql(GtidSet::default()),
-                Flavor::MariaDb => Gtids::MariaDb(MariaGtidList::default()),
-            },
+            gtids: Gtids::None,
             txn: None,
             payload: None,
             tables: HashMap::new(),
@@ -155,7 +150,6 @@ impl Decoder {
             skip_types: Vec::new(),
             verify_checksums: true,
             fde_pending: true,
-            stream_checksums: false,
         }
     }
 
@@ -163,21 +157,13 @@ impl Decoder {
     pub fn with_position(mut self, position: &Position) -> Self {
         self.file = position.file.as_str().into();
         self.next_pos = position.pos;
-        if position.gtids != Gtids::None {
-            self.gtids = position.gtids.clone();
-        }
+        self.gtids = position.gtids.clone();
         self
     }
 
     /// For readers that verified each event's checksum on its raw bytes already.
     pub fn without_checksum_verification(mut self) -> Self {
         self.verify_checksums = false;
-        self
-    }
-
-    /// For replication streams: whether the server writes checksums (`@@binlog_checksum`).
-    pub fn with_stream_checksums(mut self, on: bool) -> Self {
-        self.stream_checksums = on;
         self
     }
 
@@ -356,25 +342,26 @@ impl Decoder {
         match data {
             EventData::FormatDescriptionEvent(fde) => {
                 self.fde_pending = false;
-                if fde.server_version().contains("MariaDB") && self.flavor != Flavor::MariaDb {
+                if fde.server_version().contains("MariaDB") {
                     self.flavor = Flavor::MariaDb;
-                    self.gtids = Gtids::MariaDb(MariaGtidList::default());
                 }
                 self.tables.clear();
             }
-            EventData::RotateEvent(rotate) => self.rotate(&rotate),
+            EventData::RotateEvent(rotate) => self.rotate(&rotate, event),
             EventData::StopEvent => {}
             EventData::PreviousGtidsEvent(prev) => {
-                if let Gtids::MySql(set) = &mut self.gtids {
-                    if set.is_empty() {
-                        for sid in prev.sids() {
-                            let uuid = format_uuid(&sid.uuid());
-                            let tag = sid.tag().map(|t| t.to_string()).unwrap_or_default();
-                            for interval in sid.intervals() {
-                                set.add_interval(&uuid, &tag, interval.start(), interval.end());
-                            }
+                // Every transaction before this file: the base that GTID tracking needs when the
+                // reading did not start from a GTID set.
+                if self.gtids == Gtids::None {
+                    let mut set = GtidSet::default();
+                    for sid in prev.sids() {
+                        let uuid = format_uuid(&sid.uuid());
+                        let tag = sid.tag().map(|t| t.to_string()).unwrap_or_default();
+                        for interval in sid.intervals() {
+                            set.add_interval(&uuid, &tag, interval.start(), interval.end());
                         }
                     }
+                    self.gtids = Gtids::MySql(set);
                 }
             }
             EventData::GtidEvent(gtid) => self.mysql_gtid(&gtid, event, at),
@@ -437,12 +424,12 @@ impl Decoder {
         })
     }
 
-    fn rotate(&mut self, rotate: &RotateEvent<'_>) {
+    fn rotate(&mut self, rotate: &RotateEvent<'_>, event: &Event) {
         let mut name = rotate.name_raw();
         // A replication stream starts with an artificial ROTATE sent before any FORMAT_DESCRIPTION,
-        // so the parser does not know yet that events carry a CRC32: its last 4 bytes end up in
-        // the name.
-        if self.fde_pending && self.stream_checksums && name.len() > 4 {
+        // so the parser does not know whether it carries a CRC32; when it does (MariaDB), the
+        // checksum ends up in the name. Recognise it by checking it.
+        if self.fde_pending && name.len() > 4 && ends_with_own_crc32(event) {
             name = &name[..name.len() - 4];
         }
         let name = String::from_utf8_lossy(name).into_owned();
@@ -549,17 +536,18 @@ impl Decoder {
         let bad = || Error::decode(at, "MariaDB GTID_LIST", "event is truncated");
         let count = u32::from_le_bytes(data.get(0..4).ok_or_else(bad)?.try_into().expect("4"))
             & 0x0fff_ffff;
-        if let Gtids::MariaDb(list) = &mut self.gtids {
-            if list.is_empty() {
-                for i in 0..count as usize {
-                    let e = data.get(4 + i * 16..4 + (i + 1) * 16).ok_or_else(bad)?;
-                    list.set(
-                        u32::from_le_bytes(e[0..4].try_into().expect("4")),
-                        u32::from_le_bytes(e[4..8].try_into().expect("4")),
-                        u64::from_le_bytes(e[8..16].try_into().expect("8")),
-                    );
-                }
+        // The GTID state before this file: the base of GTID tracking, as PREVIOUS_GTIDS for MySQL.
+        if self.gtids == Gtids::None {
+            let mut list = MariaGtidList::default();
+            for i in 0..count as usize {
+                let e = data.get(4 + i * 16..4 + (i + 1) * 16).ok_or_else(bad)?;
+                list.set(
+                    u32::from_le_bytes(e[0..4].try_into().expect("4")),
+                    u32::from_le_bytes(e[4..8].try_into().expect("4")),
+                    u64::from_le_bytes(e[8..16].try_into().expect("8")),
+                );
             }
+            self.gtids = Gtids::MariaDb(list);
         }
         Ok(())
     }
@@ -869,6 +857,24 @@ fn apply_partial(before: Option<&[Value]>, column: usize, raw: &[u8]) -> Result<
         None | Some(Value::Absent) => diffs_to_text(&diffs).map(Value::JsonDiff),
         Some(other) => Err(format!("partial JSON update of a non-JSON value {other:?}")),
     }
+}
+
+/// Whether the last 4 bytes of an event's body are the CRC32 of the event before them.
+fn ends_with_own_crc32(event: &Event) -> bool {
+    let header = event.header();
+    let data = event.data();
+    let Some(split) = data.len().checked_sub(4) else {
+        return false;
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header.timestamp().to_le_bytes());
+    hasher.update(&[header.event_type_raw()]);
+    hasher.update(&header.server_id().to_le_bytes());
+    hasher.update(&header.event_size().to_le_bytes());
+    hasher.update(&header.log_pos().to_le_bytes());
+    hasher.update(&header.flags_raw().to_le_bytes());
+    hasher.update(&data[..split]);
+    hasher.finalize().to_le_bytes() == data[split..]
 }
 
 fn check_previous_gtids(data: &[u8]) -> Result<(), String> {

@@ -121,8 +121,6 @@ pub struct ServerInfo {
     pub flavor: Flavor,
     pub version: String,
     pub server_uuid: Option<String>,
-    /// Events carry CRC32 checksums.
-    pub checksums: bool,
 }
 
 /// A replication connection producing [`Record`]s.
@@ -312,7 +310,6 @@ fn new_decoder(info: &ServerInfo, options: &ReplicaOptions, position: &Position)
     Decoder::new(info.flavor, &position.file, options.filter.clone())
         .with_position(position)
         .with_server_uuid(info.server_uuid.clone())
-        .with_stream_checksums(info.checksums)
         .with_skipped_types(options.skip_event_types.clone())
 }
 
@@ -425,13 +422,12 @@ async fn connect(opts: &Opts) -> Result<Conn> {
 async fn check_server(conn: &mut Conn) -> Result<ServerInfo> {
     let row = first_row(
         conn,
-        "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_checksum",
+        "SELECT @@version, @@log_bin, @@binlog_format, @@binlog_row_image",
     )
     .await?
     .ok_or_else(|| Error::Setup("the server returned no settings".into()))?;
     let setting = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     let (version, log_bin, format, image) = (setting(0), setting(1), setting(2), setting(3));
-    let checksums = !setting(4).eq_ignore_ascii_case("NONE");
     let flavor = if version.contains("MariaDB") {
         Flavor::MariaDb
     } else {
@@ -462,7 +458,6 @@ async fn check_server(conn: &mut Conn) -> Result<ServerInfo> {
         flavor,
         version,
         server_uuid,
-        checksums,
     })
 }
 

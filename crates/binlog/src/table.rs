@@ -215,7 +215,7 @@ impl TableDecoder {
                 Some(c) if c.kind != plan.kind => c.kind,
                 _ => plan.kind,
             };
-            let (width, scale) = width_and_scale(plan.layout, md, plan.pad_to);
+            let (width, scale) = width_and_scale(plan.layout, plan.kind, md, plan.pad_to);
             columns.push(Column {
                 name,
                 kind,
@@ -499,12 +499,18 @@ fn long_string(prefix: u8) -> Result<Layout, String> {
     }
 }
 
-fn width_and_scale(layout: Layout, md: &[u8], pad_to: usize) -> (u32, u8) {
+fn width_and_scale(layout: Layout, kind: ColumnType, md: &[u8], pad_to: usize) -> (u32, u8) {
     match layout {
         Layout::Decimal { precision, scale } => (u32::from(precision), scale),
         Layout::Time2 { fsp } | Layout::DateTime2 { fsp } | Layout::Timestamp2 { fsp } => (0, fsp),
         Layout::Bit { bits } => (u32::from(bits), 0),
         Layout::ShortString { .. } if pad_to > 0 => (pad_to as u32, 0),
+        // CHAR's metadata is the real type and the length, with the length's high bits folded
+        // into the type byte (as for BINARY above); VARCHAR's is a little-endian length.
+        Layout::ShortString { .. } if kind == ColumnType::Char && md.len() >= 2 => {
+            let (b0, b1) = (u32::from(md[0]), u32::from(md[1]));
+            (b1 | (((b0 & 0x30) ^ 0x30) << 4), 0)
+        }
         Layout::ShortString { .. } if md.len() >= 2 => {
             (u32::from(u16::from_le_bytes([md[0], md[1]])), 0)
         }

@@ -19,9 +19,11 @@
 //! | YEAR | `%04d` of 1900 + stored byte: 0 (`0000`) is printed as `1900` | `Year` |
 //! | STRING(n) VARSTRING(n) *BLOB/*TEXT | the stored bytes, quoted | `String` / `Bytes` |
 //! | ENUM | the 1-based index | `Enum` |
-//! | SET(k bytes) | `b'…'` with 8k digits | `Set` |
+//! | SET(k bytes) | `b'…'` with 8k digits: the k bytes as stored (little-endian), each most significant bit first | `Set` |
 //! | JSON | the document text, quoted; a top-level string unquoted | `Json` |
+//! | JSON, partial update | `JSON_REPLACE(@2, '$.a', 1)` etc. | `Json` (the new document) when the before image holds the document, else `JsonDiff` (the diffs) |
 //! | VECTOR(n) | `[1.00000e+00,…]` (`%.5e` per element) | `Bytes` (n little-endian f32) |
+//! | GEOMETRY (mariadb-binlog only) | the stored bytes (SRID, WKB), quoted | `Geometry` |
 //! | NULL | `NULL` with `is_null=1` | `Null` |
 
 use std::fmt::Write as _;
@@ -34,7 +36,7 @@ use super::{json_text, unquote, OracleValue};
 /// Checks that `actual`, decoded for `column`, is the value mysqlbinlog printed as `expected`.
 pub fn matches(expected: &OracleValue, column: &Column, actual: &Value) -> Result<(), String> {
     let comment = TypeComment::parse(&expected.type_comment)?;
-    check_column(&comment, column)?;
+    check_column(&comment, expected.unsigned, column)?;
     let literal = &expected.literal[..];
     if comment.is_null {
         if literal != b"NULL" {
@@ -166,12 +168,21 @@ pub fn matches(expected: &OracleValue, column: &Column, actual: &Value) -> Resul
             }
         }
         Printed::Set { bytes } => {
-            let printed = parse_bits(text()?, bytes * 8)?;
+            // The bytes as stored, little-endian, each printed most significant bit first.
+            let stored = parse_bits(text()?, bytes * 8)?.to_be_bytes();
+            let printed = stored[8 - bytes as usize..]
+                .iter()
+                .rev()
+                .fold(0u64, |v, &b| v << 8 | u64::from(b));
             match actual {
                 Value::Set(v) if *v == printed => Ok(()),
                 _ => Err(mismatch(literal, actual)),
             }
         }
+        Printed::Geometry => match actual {
+            Value::Geometry(b) if *b == unquote(literal)? => Ok(()),
+            _ => Err(mismatch_bytes(literal, actual)),
+        },
         Printed::Vector { dimensions } => match actual {
             Value::Bytes(b) if b.len() == 4 * dimensions as usize => {
                 let ours = format_vector(b);
@@ -242,6 +253,8 @@ enum Printed {
     Vector {
         dimensions: u32,
     },
+    /// Only MariaDB's mariadb-binlog prints spatial values: SRID and WKB, quoted.
+    Geometry,
 }
 
 impl TypeComment {
@@ -304,6 +317,7 @@ impl TypeComment {
             ("SET", Some(n)) => Printed::Set {
                 bytes: number(n.trim_end_matches(" bytes"))?,
             },
+            ("GEOMETRY", None) => Printed::Geometry,
             ("VECTOR", Some(n)) => Printed::Vector {
                 dimensions: number(n)?,
             },
@@ -317,8 +331,13 @@ impl TypeComment {
     }
 }
 
-/// Checks that our column metadata agrees with what the binlog says about the column.
-fn check_column(comment: &TypeComment, column: &Column) -> Result<(), String> {
+/// Checks that our column metadata agrees with what the binlog says about the column (`unsigned`:
+/// the signedness of the table's `# Columns(` list, where known).
+fn check_column(
+    comment: &TypeComment,
+    unsigned: Option<bool>,
+    column: &Column,
+) -> Result<(), String> {
     use ColumnType as T;
     let kinds: &[ColumnType] = match comment.printed {
         Printed::Int { bits: 8 } => &[T::TinyInt],
@@ -342,6 +361,7 @@ fn check_column(comment: &TypeComment, column: &Column) -> Result<(), String> {
         Printed::Enum => &[T::Enum],
         Printed::Set { .. } => &[T::Set],
         Printed::Vector { .. } => &[T::Vector],
+        Printed::Geometry => &[T::Geometry],
     };
     let mut problems = Vec::new();
     if !kinds.contains(&column.kind) {
@@ -349,6 +369,17 @@ fn check_column(comment: &TypeComment, column: &Column) -> Result<(), String> {
             "column type {:?}, but mysqlbinlog printed {:?}",
             column.kind, comment.printed
         ));
+    }
+    let numeric = matches!(
+        comment.printed,
+        Printed::Int { .. } | Printed::Decimal { .. } | Printed::Float | Printed::Double
+    );
+    match unsigned {
+        Some(unsigned) if numeric && column.unsigned != unsigned => problems.push(format!(
+            "column unsigned={}, but the table's `# Columns(` says unsigned={unsigned}",
+            column.unsigned
+        )),
+        _ => {}
     }
     if column.nullable != comment.nullable {
         problems.push(format!(
@@ -383,6 +414,13 @@ fn check_column(comment: &TypeComment, column: &Column) -> Result<(), String> {
             "column is BIT({}), but mysqlbinlog printed BIT({bits})",
             column.width
         )),
+        // CHAR/BINARY(N) and VARCHAR/VARBINARY(N): the binlog gives the length in bytes.
+        Printed::String { length } | Printed::VarString { length } if column.width != length => {
+            problems.push(format!(
+                "column width is {}, but the binlog says the column holds {length} bytes",
+                column.width
+            ))
+        }
         _ => {}
     }
     if problems.is_empty() {
@@ -547,12 +585,42 @@ fn check_string(
     }
 }
 
-/// Compares our JSON text with the printed document (or the evaluated partial update).
+/// Compares our JSON value with the printed one.
+///
+/// A whole document must come back as [`Value::Json`]. A partial update (the printed
+/// `JSON_REPLACE(@2, …)` form) must come back as the whole document after the update when the
+/// before image holds the document it applies to, and as [`Value::JsonDiff`] with the same diffs
+/// when it does not (then the new document is not in the binlog).
 fn check_json(expected: &OracleValue, actual: &Value) -> Result<(), String> {
+    if let (Some(diffs), None) = (&expected.json_diffs, &expected.json_document) {
+        return match actual {
+            Value::JsonDiff(ours) => check_json_diff(diffs, ours).map_err(|e| {
+                format!(
+                    "{e}\n      expected {}\n      got      {}",
+                    show_bytes(&expected.literal),
+                    truncate(ours, 300)
+                )
+            }),
+            _ => Err(format!(
+                "the before image does not hold the document, so only the diff {} is known, \
+                 but we got {}",
+                show_bytes(&expected.literal),
+                show_value(actual)
+            )),
+        };
+    }
     let Value::Json(ours) = actual else {
         return Err(format!(
-            "expected JSON {}, got {}",
-            show_bytes(&expected.literal),
+            "expected the JSON document {}{}, got {}",
+            match &expected.json_document {
+                Some(document) => truncate(document, 300).into_owned(),
+                None => show_bytes(&expected.literal),
+            },
+            if expected.json_document.is_some() {
+                " (a partial update whose before image holds the document)"
+            } else {
+                ""
+            },
             show_value(actual)
         ));
     };
@@ -577,6 +645,59 @@ fn check_json(expected: &OracleValue, actual: &Value) -> Result<(), String> {
             truncate(ours, 300)
         )
     })
+}
+
+/// Compares our JSON diff, `[{"op":"replace","path":"$.a","value":1},…]`, with the printed diffs
+/// one by one: the operation, the path text exactly, the value semantically.
+fn check_json_diff(expected: &[json::Diff], ours: &str) -> Result<(), String> {
+    let parsed = json::parse(ours).map_err(|e| format!("our JSON diff does not parse: {e}"))?;
+    let Json::Array(ops) = parsed else {
+        return Err("our JSON diff is not an array".into());
+    };
+    if ops.len() != expected.len() {
+        return Err(format!(
+            "expected {} diff(s), our JSON diff has {}",
+            expected.len(),
+            ops.len()
+        ));
+    }
+    for (i, (diff, op)) in expected.iter().zip(&ops).enumerate() {
+        let Json::Object(members) = op else {
+            return Err(format!("diff {i}: not an object"));
+        };
+        let member = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let mut names: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        let wanted: &[&str] = if diff.value.is_some() {
+            &["op", "path", "value"]
+        } else {
+            &["op", "path"]
+        };
+        if names != wanted {
+            return Err(format!(
+                "diff {i}: expected the members {wanted:?}, ours has {names:?}"
+            ));
+        }
+        let operation = diff.function.operation();
+        if member("op") != Some(&Json::String(operation.into())) {
+            return Err(format!(
+                "diff {i}: expected op \"{operation}\" ({:?}), ours is {}",
+                diff.function,
+                member("op").map_or_else(String::new, Json::to_mysql_text)
+            ));
+        }
+        if member("path") != Some(&Json::String(diff.path.clone())) {
+            return Err(format!(
+                "diff {i}: expected path {:?}, ours is {}",
+                diff.path,
+                member("path").map_or_else(String::new, Json::to_mysql_text)
+            ));
+        }
+        if let (Some(value), Some(ours)) = (&diff.value, member("value")) {
+            json_equal(&format!("diff {i} value"), value, ours)?;
+        }
+    }
+    Ok(())
 }
 
 /// Semantic equality: objects compare as sets of members, numbers by value and by kind (integer
@@ -896,7 +1017,9 @@ mod tests {
         OracleValue {
             literal: literal.to_vec(),
             type_comment: comment.to_string(),
+            json_diffs: None,
             json_document: None,
+            unsigned: None,
         }
     }
 
@@ -1016,6 +1139,7 @@ mod tests {
     fn strings_compare_in_the_column_charset() {
         let latin1 = Column {
             collation: 8,
+            width: 10,
             ..column(ColumnType::Char)
         };
         let printed = value(b"'caf\xe9'", &comment("STRING(10)"));
@@ -1024,6 +1148,7 @@ mod tests {
 
         let utf8 = Column {
             collation: 255,
+            width: 40,
             ..column(ColumnType::VarChar)
         };
         let printed = value("'h\u{e9}llo\\n'".as_bytes(), &comment("VARSTRING(40)"));
@@ -1069,6 +1194,68 @@ mod tests {
     }
 
     #[test]
+    fn partial_json_updates_compare_as_diffs_or_documents() {
+        let json = column(ColumnType::Json);
+        let printed = "JSON_INSERT(\nJSON_REPLACE(@2, '$.n', 42,\n'$.t[1]', 'x'),\n'$.o', CAST('{\"a\": 1.50}' AS JSON))";
+        let partial = |document: Option<&str>| OracleValue {
+            literal: printed.as_bytes().to_vec(),
+            type_comment: comment("JSON"),
+            json_diffs: Some(json::parse_diff(printed, 1).unwrap()),
+            json_document: document.map(str::to_string),
+            unsigned: None,
+        };
+        let diff = |text: &str| Value::JsonDiff(text.to_string());
+        let without_document = partial(None);
+        let ours = r#"[{"op":"replace","path":"$.n","value":42},{"op":"replace","path":"$.t[1]","value":"x"},{"op":"insert","path":"$.o","value":{"a":15e-1}}]"#;
+        assert!(matches(&without_document, &json, &diff(ours)).is_ok());
+        for wrong in [
+            ours.replace(r#""op":"insert""#, r#""op":"replace""#),
+            ours.replace("$.t[1]", "$.t[2]"),
+            ours.replace("42", "42.0"),
+            ours.replace(r#","value":"x""#, ""),
+            ours.replace(r#"{"op":"replace","path":"$.n","value":42},"#, ""),
+            ours.replace(r#""value":42"#, r#""value":42,"extra":1"#),
+        ] {
+            assert!(
+                matches(&without_document, &json, &diff(&wrong)).is_err(),
+                "{wrong}"
+            );
+        }
+        assert!(matches(&without_document, &json, &Value::Json("{}".into())).is_err());
+
+        // With the document in the before image, only the whole new document is right.
+        let document = r#"{"n": 42, "o": {"a": 1.50}}"#;
+        let with_document = partial(Some(document));
+        assert!(matches(&with_document, &json, &Value::Json(document.into())).is_ok());
+        assert!(matches(&with_document, &json, &diff(ours)).is_err());
+        // A whole printed document never matches a diff.
+        let whole = value(b"'{\"n\": 42}'", &comment("JSON"));
+        assert!(matches(&whole, &json, &diff(ours)).is_err());
+    }
+
+    #[test]
+    fn sets_print_their_bytes_as_stored() {
+        let set = column(ColumnType::Set);
+        // 's01,s09,s12' of a 12-member SET: bits 0, 8 and 11, stored as the bytes 01 09.
+        let printed = value(b"b'0000000100001001'", &comment("SET(2 bytes)"));
+        assert!(matches(&printed, &set, &Value::Set(0b1001_0000_0001)).is_ok());
+        assert!(matches(&printed, &set, &Value::Set(0b1_0000_1001)).is_err());
+    }
+
+    #[test]
+    fn signedness_must_agree_with_the_column_list() {
+        let int = Column {
+            unsigned: true,
+            ..column(ColumnType::TinyInt)
+        };
+        let mut printed = value(b"-1 (255)", &comment("TINYINT"));
+        printed.unsigned = Some(true);
+        assert!(matches(&printed, &int, &Value::UInt(255)).is_ok());
+        printed.unsigned = Some(false);
+        assert!(matches(&printed, &int, &Value::UInt(255)).is_err());
+    }
+
+    #[test]
     fn column_metadata_must_agree_with_the_binlog() {
         let decimal = Column {
             width: 10,
@@ -1088,6 +1275,18 @@ mod tests {
             &Value::Decimal("-12345678.91".into())
         )
         .is_err());
+        // CHAR(10) CHARACTER SET utf8mb4: at most 40 bytes.
+        let char = Column {
+            width: 40,
+            ..column(ColumnType::Char)
+        };
+        let printed_char = value(b"'x'", &comment("STRING(40)"));
+        assert!(matches(&printed_char, &char, &Value::String("x".into())).is_ok());
+        let wrong_width = Column {
+            width: 10494,
+            ..char
+        };
+        assert!(matches(&printed_char, &wrong_width, &Value::String("x".into())).is_err());
         let not_null = Column {
             nullable: false,
             ..decimal
