@@ -380,6 +380,8 @@ pub fn hex_upper(bytes: Vec<u8>) -> String {
 
 /// Runs `cdcd` and returns its stdout, stderr, success and peak resident memory in MiB, read from
 /// that one process's rusage (other tests run their own children at the same time).
+// The child is reaped by `wait4` (which also gives its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 pub fn cdcd_measured(args: &[&str]) -> (Vec<u8>, String, bool, f64) {
     use std::os::unix::process::ExitStatusExt;
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
