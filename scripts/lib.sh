@@ -106,3 +106,12 @@ CNF
   chmod 600 "$t/ca-key.pem" "$t/server-key.pem"
   chmod 644 "$t/ca.pem" "$t/server-cert.pem"
 }
+
+# ensure_users: runs $USERS_SQL through the caller's `client` function once per datadir ($DATADIR),
+# and again only when the SQL changes (a stamp file in the datadir remembers what ran).
+ensure_users() {
+  local stamp=$DATADIR/cdcd-users.sql
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$USERS_SQL" ] && return 0
+  client -e "$USERS_SQL"
+  printf '%s' "$USERS_SQL" > "$stamp"
+}

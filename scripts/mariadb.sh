@@ -73,12 +73,6 @@ CREATE USER IF NOT EXISTS 'norepl'@'%' IDENTIFIED BY 'noreplpw';
 GRANT SELECT ON *.* TO 'norepl'@'%';
 CREATE DATABASE IF NOT EXISTS cdc;"
 
-ensure_users() {
-  local stamp=$DATADIR/cdcd-users.sql
-  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$USERS_SQL" ] && return 0
-  client -e "$USERS_SQL"
-  printf '%s' "$USERS_SQL" > "$stamp"
-}
 
 do_start() {
   local pid t0 cur

@@ -39,6 +39,8 @@ async fn run_all(server: Server) {
     large_transaction_and_large_row(&server, &mut conn, &db).await;
     tls_verification(&server, &mut conn, &db).await;
     silent_connection_is_replaced(&server, &mut conn, &db).await;
+    gtid_start(&server, &mut conn, &db).await;
+    schema_cache_without_full_metadata(&server, &mut conn, &db).await;
     bad_input(&server, &mut conn).await;
     purged_start_is_refused(&server, &mut conn).await;
 }
@@ -118,15 +120,10 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
     .await
     .unwrap();
     if !server.mariadb {
-        // MySQL: the next transaction is zstd-compressed (TRANSACTION_PAYLOAD) and JSON updates
+        // MySQL: the next transactions are zstd-compressed (TRANSACTION_PAYLOAD) and JSON updates
         // are logged as partial updates (PARTIAL_UPDATE_ROWS) that must be applied to the before
         // image.
-        conn.query_drop(
-            "SET SESSION binlog_transaction_compression = ON; \
-             SET SESSION binlog_row_value_options = 'PARTIAL_JSON'",
-        )
-        .await
-        .unwrap();
+        compress_and_log_partial_json(conn, true).await;
     }
     // A multi-statement transaction with insert, update and delete of the same rows.
     conn.query_drop(
@@ -165,12 +162,7 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
         // Compressed transactions are held whole in memory while they are decoded (the
         // replication client decompresses a payload at once); the bounded-memory check of the
         // 1,000,000-row transaction below is about uncompressed ones.
-        conn.query_drop(
-            "SET SESSION binlog_transaction_compression = OFF; \
-             SET SESSION binlog_row_value_options = ''",
-        )
-        .await
-        .unwrap();
+        compress_and_log_partial_json(conn, false).await;
     }
     let tables = format!("{db}.*");
     let events = tail_json(&[
@@ -262,6 +254,21 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
         3
     );
     println!("{}: {} DMS records check out", server.name, dms.len());
+}
+
+/// MySQL session settings: zstd transaction compression and partial JSON updates, on or off.
+async fn compress_and_log_partial_json(conn: &mut Conn, on: bool) {
+    let (compression, json) = if on {
+        ("ON", "PARTIAL_JSON")
+    } else {
+        ("OFF", "")
+    };
+    conn.query_drop(format!(
+        "SET SESSION binlog_transaction_compression = {compression}; \
+         SET SESSION binlog_row_value_options = '{json}'"
+    ))
+    .await
+    .unwrap();
 }
 
 async fn large_transaction_and_large_row(server: &Server, conn: &mut Conn, db: &str) {
@@ -470,6 +477,118 @@ async fn silent_connection_is_replaced(server: &Server, conn: &mut Conn, db: &st
     conn.query_drop(format!("DROP TABLE {db}.stream"))
         .await
         .unwrap();
+}
+
+/// `--from gtid:` with the server's own GTID state (MySQL `gtid_executed`, MariaDB
+/// `gtid_binlog_pos`) starts right after those transactions: exactly the later ones arrive.
+async fn gtid_start(server: &Server, conn: &mut Conn, db: &str) {
+    let variable = if server.mariadb {
+        "@@gtid_binlog_pos"
+    } else {
+        "@@gtid_executed"
+    };
+    let state: String = conn
+        .query_first(format!("SELECT {variable}"))
+        .await
+        .unwrap()
+        .unwrap();
+    let state = state.replace('\n', "");
+    conn.query_drop(format!(
+        "INSERT INTO {db}.composite VALUES (100, 'gtid', 1.0); \
+         INSERT INTO {db}.composite VALUES (101, 'gtid', 2.0)"
+    ))
+    .await
+    .unwrap();
+    let from = format!("gtid:{state}");
+    let tables = format!("{db}.composite");
+    let events = tail_json(&[
+        "--source",
+        &server.repl_url,
+        "--from",
+        &from,
+        "--tables",
+        &tables,
+    ]);
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|e| e["after"]["a"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [100, 101], "exactly the transactions after {state}");
+    println!(
+        "{}: --from gtid:{state} gave exactly the 2 later transactions",
+        server.name
+    );
+}
+
+/// With `binlog_row_metadata=MINIMAL` the binlog has no column names: they come from
+/// `information_schema`, and a TABLE_MAP that no longer matches the table (read after a later
+/// ALTER) is refused with the reason, never decoded into shifted columns.
+async fn schema_cache_without_full_metadata(server: &Server, conn: &mut Conn, db: &str) {
+    let previous: String = conn
+        .query_first("SELECT @@GLOBAL.binlog_row_metadata")
+        .await
+        .unwrap()
+        .unwrap();
+    conn.query_drop("SET GLOBAL binlog_row_metadata = 'MINIMAL'")
+        .await
+        .unwrap();
+    // New sessions pick up the global setting.
+    let mut minimal = server.conn().await;
+    minimal
+        .query_drop(format!(
+            "CREATE TABLE {db}.minimal (id INT PRIMARY KEY, v VARCHAR(10), n BIGINT UNSIGNED)"
+        ))
+        .await
+        .unwrap();
+    let from = server.binlog_end(&mut minimal).await;
+    minimal
+        .query_drop(format!(
+            "INSERT INTO {db}.minimal VALUES (1, 'one', 18446744073709551615), (2, 'two', 2)"
+        ))
+        .await
+        .unwrap();
+    drop(minimal);
+    conn.query_drop(format!("SET GLOBAL binlog_row_metadata = '{previous}'"))
+        .await
+        .unwrap();
+    let tables = format!("{db}.minimal");
+    let events = tail_json(&[
+        "--source",
+        &server.repl_url,
+        "--from",
+        &from,
+        "--tables",
+        &tables,
+    ]);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["after"]["v"], "one");
+    assert_eq!(
+        events[0]["after"]["n"].to_string(),
+        "18446744073709551615",
+        "unsigned from the schema cache"
+    );
+    assert_eq!(events[0]["primary_key"], serde_json::json!(["id"]));
+    // The table changes after those events were written: reading them now must fail loudly.
+    conn.query_drop(format!("ALTER TABLE {db}.minimal ADD COLUMN extra INT"))
+        .await
+        .unwrap();
+    expect_failure(
+        &[
+            "tail",
+            "--until-end",
+            "--source",
+            &server.repl_url,
+            "--from",
+            &from,
+            "--tables",
+            &tables,
+        ],
+        "columns",
+    );
+    println!(
+        "{}: MINIMAL metadata decoded through information_schema; a stale TABLE_MAP is refused",
+        server.name
+    );
 }
 
 async fn bad_input(server: &Server, conn: &mut Conn) {
