@@ -161,4 +161,23 @@ mod tests {
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("urll"), "{err}");
     }
+
+    #[test]
+    fn passwords_come_from_a_file_or_the_named_variable() {
+        let dir = std::env::temp_dir().join(format!("cdcd-password-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let mut source = Config::load(None).unwrap().source;
+        source.password_file = Some(file);
+        assert_eq!(source.password().unwrap().as_deref(), Some("s3cret"));
+        source.password_file = None;
+        source.password_env = Some("CDCD_TEST_PASSWORD_VARIABLE_UNSET".into());
+        assert_eq!(source.password().unwrap(), None);
+        source.password_env = Some("PATH".into());
+        assert!(source.password().unwrap().is_some());
+        source.password_file = Some(dir.join("missing"));
+        let err = source.password().unwrap_err().to_string();
+        assert!(err.contains("source.password_file"), "{err}");
+    }
 }

@@ -720,6 +720,27 @@ mod tests {
     }
 
     #[test]
+    fn json_message_format_pretty_prints_one_record() {
+        let mut writer = DmsWriter::new(DmsOptions {
+            pretty: true,
+            ..DmsOptions::default()
+        });
+        let event = ChangeEvent {
+            op: Op::Insert,
+            table: table(),
+            before: None,
+            after: Some(vec![Value::Int(1), Value::Null, Value::Null, Value::Null]),
+            source: source(0),
+        };
+        let mut out = String::new();
+        writer.write_change(&mut out, &event);
+        assert!(out.lines().count() > 5, "pretty-printed: {out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["data"], serde_json::json!({"id": 1}));
+        assert!(out.find("\"data\"").unwrap() < out.find("\"metadata\"").unwrap());
+    }
+
+    #[test]
     fn ddl_becomes_a_control_record_with_table_def() {
         let mut writer = DmsWriter::new(DmsOptions::default());
         let ddl = DdlEvent {
