@@ -1,5 +1,7 @@
 //! `--tables 'db.t*,other.*'`: which tables' changes to emit.
 
+use cdcd_event::pattern::glob_match;
+
 /// A list of `schema.table` glob patterns (`*` any run of characters, `?` one character).
 /// An empty filter keeps every table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,21 +24,10 @@ impl TableFilter {
 
     pub fn matches(&self, schema: &str, table: &str) -> bool {
         self.patterns.is_empty()
-            || self.patterns.iter().any(|(s, t)| {
-                glob(s.as_bytes(), schema.as_bytes()) && glob(t.as_bytes(), table.as_bytes())
-            })
-    }
-}
-
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match (pattern.first(), text.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
-        }
-        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
-        (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
-        _ => false,
+            || self
+                .patterns
+                .iter()
+                .any(|(s, t)| glob_match(s, schema) && glob_match(t, table))
     }
 }
 

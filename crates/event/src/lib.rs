@@ -21,6 +21,7 @@ mod value;
 
 pub mod dms;
 pub mod native;
+pub mod pattern;
 
 pub use model::{ChangeEvent, DdlEvent, Flavor, Op, Source, Transaction};
 pub use value::{
