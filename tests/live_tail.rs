@@ -40,6 +40,7 @@ async fn run_all(server: Server) {
     tls_verification(&server, &mut conn, &db).await;
     silent_connection_is_replaced(&server, &mut conn, &db).await;
     gtid_start(&server, &mut conn, &db).await;
+    masking_applies_before_output(&server, &mut conn, &db).await;
     schema_cache_without_full_metadata(&server, &mut conn, &db).await;
     bad_input(&server, &mut conn).await;
     purged_start_is_refused(&server, &mut conn).await;
@@ -516,6 +517,52 @@ async fn gtid_start(server: &Server, conn: &mut Conn, db: &str) {
     assert_eq!(ids, [100, 101], "exactly the transactions after {state}");
     println!(
         "{}: --from gtid:{state} gave exactly the 2 later transactions",
+        server.name
+    );
+}
+
+/// Masking rules from the config change what `cdcd tail` prints: hashed, redacted and dropped
+/// columns, checked against hashes computed here from the table's own values.
+async fn masking_applies_before_output(server: &Server, conn: &mut Conn, db: &str) {
+    let from = server.binlog_end(conn).await;
+    conn.query_drop(format!(
+        "INSERT INTO {db}.composite VALUES (200, 'secret-200', 9.5)"
+    ))
+    .await
+    .unwrap();
+    let config = std::env::temp_dir().join(format!(
+        "cdcd-masking-{}-{}.toml",
+        server.name,
+        std::process::id()
+    ));
+    std::fs::write(
+        &config,
+        format!(
+            "[masking]\n\
+             [[masking.rules]]\ncolumns = \"{db}.composite.b\"\naction = \"sha256\"\n\
+             [[masking.rules]]\ncolumns = \"{db}.composite.v\"\naction = \"drop\"\n"
+        ),
+    )
+    .unwrap();
+    let tables = format!("{db}.composite");
+    let events = tail_json(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--source",
+        &server.repl_url,
+        "--from",
+        &from,
+        "--tables",
+        &tables,
+    ]);
+    assert_eq!(events.len(), 1);
+    let after = events[0]["after"].as_object().unwrap();
+    let expected = format!("{:x}", Sha256::digest(b"secret-200"));
+    assert_eq!(after["b"], expected.as_str());
+    assert!(!after.contains_key("v"), "dropped column: {after:?}");
+    assert_eq!(after["a"], 200);
+    println!(
+        "{}: masking rules from the config hashed and dropped columns before output",
         server.name
     );
 }

@@ -10,6 +10,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 use cdcd_event::dms::{BeforeImage, BeforeImageColumns, DmsOptions, PartitionKeyType};
+use cdcd_sink::MaskingConfig;
 
 const DEFAULTS: &str = include_str!("../../../config.toml");
 
@@ -19,6 +20,8 @@ pub struct Config {
     pub source: SourceConfig,
     pub tail: TailConfig,
     pub dms: DmsConfig,
+    #[serde(default)]
+    pub masking: MaskingConfig,
 }
 
 #[derive(Debug, Deserialize)]

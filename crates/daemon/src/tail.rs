@@ -10,6 +10,7 @@ use clap::Args;
 use cdcd_binlog::{FileReader, Record, Replica, ReplicaOptions, StartFrom, TableFilter};
 use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
+use cdcd_sink::Masker;
 
 use crate::config::Config;
 
@@ -81,7 +82,8 @@ pub async fn run(config_path: Option<&Path>, args: TailArgs) -> Result<()> {
     let tables = args.tables.as_deref().unwrap_or(&config.source.tables);
     let filter = TableFilter::parse(tables).map_err(|e| anyhow::anyhow!("--tables: {e}"))?;
 
-    let (records, writer) = spawn_writer(output);
+    let masker = Masker::new(&config.masking)?;
+    let (records, writer) = spawn_writer(output, masker);
     let produced = if args.file.is_empty() {
         let options = replica_options(&config, args, filter)?;
         follow_server(options, records).await
@@ -101,14 +103,20 @@ type Batches = tokio::sync::mpsc::Sender<Vec<Record>>;
 
 const BATCH: usize = 1024;
 
-fn spawn_writer(mut output: Output) -> (Batches, std::thread::JoinHandle<Result<()>>) {
+fn spawn_writer(
+    mut output: Output,
+    mut masker: Masker,
+) -> (Batches, std::thread::JoinHandle<Result<()>>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(16);
     let handle = std::thread::spawn(move || -> Result<()> {
         let mut stdout = std::io::stdout().lock();
         let mut buf = String::with_capacity(1 << 18);
         while let Some(batch) = rx.blocking_recv() {
-            for record in &batch {
-                output.render(record, &mut buf);
+            for mut record in batch {
+                if let Record::Change(event) = &mut record {
+                    masker.mask(event);
+                }
+                output.render(&record, &mut buf);
             }
             // Write when the buffer is large, or when nothing else is queued: then the reader has
             // caught up, and whoever watches should see the changes now.
