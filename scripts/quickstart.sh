@@ -6,8 +6,8 @@
 # On a fresh Debian 12 machine (as root): installs what is missing, builds cdcd, starts a private
 # MariaDB with a row-based binlog on 127.0.0.1:3307 (scripts/mariadb.sh), creates a `users` table
 # with personal data, makes inserts, an update, a multi-statement transaction and a delete, and
-# prints what `cdcd tail` captured, first in cdcd's native format, then as AWS DMS would have
-# written it to Kinesis. cdcd runs on the repository's config.toml; the only settings changed are
+# prints what `cdcd tail` captured: in cdcd's native format, as AWS DMS would have written it to
+# Kinesis, and with masking rules applied to the personal data. cdcd runs on the repository's config.toml; the only settings changed are
 # the server address and the password, through the environment as a deployment would:
 #   CDCD_SOURCE__URL=mysql://repl@127.0.0.1:3307  CDCD_SOURCE_PASSWORD=replpw
 set -euo pipefail
@@ -52,5 +52,30 @@ echo "== cdcd tail --from $FROM --until-end --tables 'quickstart.*'   (native fo
 echo
 echo "== the same changes with --format dms (what AWS DMS writes to Kinesis)"
 "$CDCD" tail --config "$ROOT/config.toml" --from "$FROM" --until-end --tables 'quickstart.*' --format dms
+echo
+echo "== with masking rules (what leaves the process when the users table holds personal data)"
+MASKING=$(mktemp --suffix=.toml)
+trap 'rm -f "$MASKING"' EXIT
+cat > "$MASKING" <<'TOML'
+[masking]
+hmac_key_env = "CDCD_MASKING_KEY"
+[[masking.rules]]
+columns = "quickstart.users.email"
+action = "hmac"
+[[masking.rules]]
+columns = "quickstart.users.phone"
+action = "partial"
+keep_right = 4
+[[masking.rules]]
+columns = "quickstart.users.ssn"
+action = "redact"
+[[masking.rules]]
+columns = "quickstart.users.card_number"
+action = "drop"
+[[masking.detect]]
+columns = "quickstart.users.address"
+kinds = ["email", "phone", "credit-card", "ssn", "ip"]
+TOML
+CDCD_MASKING_KEY=quickstart-demo-key "$CDCD" tail --config "$MASKING" --from "$FROM" --until-end --tables 'quickstart.*'
 echo
 log "done. Follow live changes with: CDCD_SOURCE__URL=$CDCD_SOURCE__URL CDCD_SOURCE_PASSWORD=replpw $CDCD tail --tables 'quickstart.*'"
