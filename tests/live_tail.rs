@@ -42,7 +42,7 @@ async fn run_all(server: Server) {
     gtid_start(&server, &mut conn, &db).await;
     masking_applies_before_output(&server, &mut conn, &db).await;
     schema_cache_without_full_metadata(&server, &mut conn, &db).await;
-    bad_input(&server, &mut conn).await;
+    bad_input(&server, &mut conn, &db).await;
     purged_start_is_refused(&server, &mut conn).await;
 }
 
@@ -145,6 +145,10 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
     )
     .await
     .unwrap();
+    // CREATE TABLE … SELECT: DDL and rows in one transaction (MySQL 8.0.21+ logs it atomically).
+    conn.query_drop("CREATE TABLE ctas (PRIMARY KEY (b, a)) AS SELECT a, b, v FROM composite")
+        .await
+        .unwrap();
     // ALTER TABLE in the middle of the stream, then changes that use the new column; every row is
     // updated after it so the final image of each row has the new schema.
     conn.query_drop("ALTER TABLE all_types ADD COLUMN added VARCHAR(10) DEFAULT 'x' AFTER c_int")
@@ -182,16 +186,23 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
         .collect();
     assert_eq!(
         ddl,
-        ["create-table", "create-table", "change-columns"],
+        [
+            "create-table",
+            "create-table",
+            "create-table",
+            "change-columns"
+        ],
         "DDL events"
     );
+    let mut ids = std::collections::HashSet::new();
     for event in &events {
         assert_eq!(event["schema"], db);
-        assert!(event["event_id"].as_str().is_some_and(|id| !id.is_empty()));
+        let id = event["event_id"].as_str().unwrap();
+        assert!(ids.insert(id.to_string()), "event id {id} appears twice");
     }
     let replayed = replay(&events);
     let mut compared = 0;
-    for table in ["all_types", "composite"] {
+    for table in ["all_types", "composite", "ctas"] {
         let rows = replayed
             .get(&format!("{db}.{table}"))
             .cloned()
@@ -199,7 +210,7 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
         compared += assert_table_matches(conn, db, table, &rows).await;
     }
     println!(
-        "{}: {changes} change events replayed; {compared} values equal SELECT * of all_types and composite",
+        "{}: {changes} change events replayed; {compared} values equal SELECT * of all_types, composite and ctas",
         server.name
     );
 
@@ -252,7 +263,8 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
         dms.iter()
             .filter(|r| r["metadata"]["record-type"] == "control")
             .count(),
-        3
+        4,
+        "one control record per DDL statement"
     );
     println!("{}: {} DMS records check out", server.name, dms.len());
 }
@@ -638,7 +650,7 @@ async fn schema_cache_without_full_metadata(server: &Server, conn: &mut Conn, db
     );
 }
 
-async fn bad_input(server: &Server, conn: &mut Conn) {
+async fn bad_input(server: &Server, conn: &mut Conn, db: &str) {
     let tail = |source: &str| {
         vec!["tail", "--until-end", "--from", "end", "--source", source]
             .into_iter()
@@ -695,6 +707,29 @@ async fn bad_input(server: &Server, conn: &mut Conn) {
             std::panic::resume_unwind(panic);
         }
     }
+    // A session can still write partial images under a FULL global setting: refused at the event.
+    let from = server.binlog_end(conn).await;
+    conn.query_drop(format!(
+        "SET SESSION binlog_row_image = 'MINIMAL'; \
+         UPDATE {db}.composite SET v = v + 1 WHERE a = 1; \
+         SET SESSION binlog_row_image = 'FULL'"
+    ))
+    .await
+    .unwrap();
+    let tables = format!("{db}.composite");
+    expect_failure(
+        &[
+            "tail",
+            "--until-end",
+            "--source",
+            &server.repl_url,
+            "--from",
+            &from,
+            "--tables",
+            &tables,
+        ],
+        "row image holds",
+    );
 }
 
 async fn purged_start_is_refused(server: &Server, conn: &mut Conn) {

@@ -55,8 +55,10 @@ pub fn encoding_for_collation(id: u16) -> Option<TextEncoding> {
     })
 }
 
-/// Character set of a collation id. Ids 1..=247 and 255..=323 are shared by MySQL and MariaDB;
-/// MariaDB's newer utf8 collations use 576..=2047 (utf8mb3) and 2048.. (utf8mb4) ranges.
+/// Character set of a collation id. Ids 1..=247 and 255..=323 are shared by MySQL and MariaDB.
+/// MariaDB adds: 576..=767 for more UCA collations of utf8mb3, utf8mb4, ucs2, utf16 and utf32;
+/// the `_nopad` variants at the base id + 1024; and the UCA 14.0 collations from 2048 in blocks of
+/// 256 per character set. Unknown ids give `None`: an error, never a guessed encoding.
 fn charset_of_collation(id: u16) -> Option<&'static str> {
     match id {
         63 => Some("binary"),
@@ -65,8 +67,17 @@ fn charset_of_collation(id: u16) -> Option<&'static str> {
         101..=124 => Some("utf16"),
         128..=151 | 159 => Some("ucs2"),
         160..=183 => Some("utf32"),
-        576..=2047 => Some("utf8mb3"),
-        2048..=4095 => Some("utf8mb4"),
+        576..=607 => Some("utf8mb3"),
+        608..=639 => Some("utf8mb4"),
+        640..=671 => Some("ucs2"),
+        672..=735 => Some("utf16"),
+        736..=767 => Some("utf32"),
+        1024..=2047 => charset_of_collation(id - 1024),
+        2048..=2303 => Some("utf8mb3"),
+        2304..=2559 => Some("utf8mb4"),
+        2560..=2815 => Some("ucs2"),
+        2816..=3071 => Some("utf16"),
+        3072..=3327 => Some("utf32"),
         _ => CHARSETS.iter().find(|(i, _)| *i == id).map(|(_, n)| *n),
     }
 }
@@ -205,6 +216,14 @@ mod tests {
         assert_eq!(encoding_for_collation(255), Some(TextEncoding::Utf8));
         assert_eq!(encoding_for_collation(63), Some(TextEncoding::Binary));
         assert_eq!(encoding_for_collation(10_000), None);
+        // MariaDB: latin1_swedish_nopad_ci, utf16_general_nopad_ci, uca1400 collations.
+        assert_eq!(encoding_for_collation(1032), Some(latin1));
+        assert_eq!(
+            encoding_for_collation(1078),
+            Some(TextEncoding::Other(encoding_rs::UTF_16BE))
+        );
+        assert_eq!(encoding_for_collation(2304), Some(TextEncoding::Utf8));
+        assert_eq!(encoding_for_collation(3072), Some(TextEncoding::Utf32));
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub(crate) enum Statement {
     Begin,
     /// COMMIT, ROLLBACK (non-transactional changes before it did happen), XA COMMIT/ROLLBACK.
     Commit,
+    /// `ROLLBACK TO [SAVEPOINT] sp`: some of the rows logged before it did not happen, and the
+    /// binlog does not say which.
+    RollbackToSavepoint,
     /// A row change logged as a statement (binlog_format=STATEMENT/MIXED).
     RowChange,
     Ddl {
@@ -33,13 +36,15 @@ pub(crate) fn classify_statement(sql: &str, default_schema: &str) -> Statement {
     };
     match first {
         "BEGIN" => Statement::Begin,
+        "ROLLBACK" if upper.get(1).is_some_and(|w| w == "TO") => Statement::RollbackToSavepoint,
         "COMMIT" | "ROLLBACK" => Statement::Commit,
         "XA" => match upper.get(1).map(String::as_str) {
             Some("START") | Some("BEGIN") => Statement::Begin,
             Some("COMMIT") | Some("ROLLBACK") => Statement::Commit,
             _ => Statement::Other,
         },
-        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD" => Statement::RowChange,
+        // A statement in the binlog that starts WITH is a data change (`WITH … UPDATE/DELETE`).
+        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD" | "WITH" => Statement::RowChange,
         "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE" => {
             let object_at = upper.iter().position(|w| {
                 matches!(
@@ -244,6 +249,14 @@ mod tests {
         assert_eq!(
             classify_statement("COMMIT /* implicit */", ""),
             Statement::Commit
+        );
+        assert_eq!(
+            classify_statement("ROLLBACK TO `sp1`", ""),
+            Statement::RollbackToSavepoint
+        );
+        assert_eq!(
+            classify_statement("WITH x AS (SELECT 1) UPDATE t SET a = 1", ""),
+            Statement::RowChange
         );
         assert_eq!(
             classify_statement("insert into t values (1)", ""),

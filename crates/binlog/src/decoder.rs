@@ -127,6 +127,9 @@ pub struct Decoder {
     skip_types: Vec<u8>,
     /// Whether `handle` checks event checksums (the file reader checks raw bytes before parsing).
     verify_checksums: bool,
+    /// Refuse row images that leave columns out (live streams: the server's global setting was
+    /// checked, but a session can override it).
+    require_full_images: bool,
     /// No FORMAT_DESCRIPTION seen yet on this stream.
     fde_pending: bool,
 }
@@ -149,6 +152,7 @@ impl Decoder {
             filter,
             skip_types: Vec::new(),
             verify_checksums: true,
+            require_full_images: false,
             fde_pending: true,
         }
     }
@@ -158,6 +162,12 @@ impl Decoder {
         self.file = position.file.as_str().into();
         self.next_pos = position.pos;
         self.gtids = position.gtids.clone();
+        self
+    }
+
+    /// Refuse rows events whose images leave columns out (`binlog_row_image` MINIMAL or NOBLOB).
+    pub fn requiring_full_images(mut self) -> Self {
+        self.require_full_images = true;
         self
     }
 
@@ -364,8 +374,13 @@ impl Decoder {
                     self.gtids = Gtids::MySql(set);
                 }
             }
-            EventData::GtidEvent(gtid) => self.mysql_gtid(&gtid, event, at),
-            EventData::AnonymousGtidEvent(_) => self.begin(GtidOf::None, None, event, at, false),
+            EventData::GtidEvent(gtid) => self.mysql_gtid(&gtid, event, at)?,
+            EventData::AnonymousGtidEvent(_) => {
+                // A transaction without a GTID (gtid_mode OFF or PERMISSIVE): GTID sets no longer
+                // describe the position, which is then its file and offset only.
+                self.gtids = Gtids::None;
+                self.begin(GtidOf::None, None, event, at, false)?;
+            }
             EventData::QueryEvent(query) => self.query(&query, event, at, out)?,
             EventData::TableMapEvent(tme) => self.table_map(&tme, event.data(), at)?,
             EventData::RowsEvent(rows) => self.rows(&rows, type_code, event, at, out)?,
@@ -452,8 +467,20 @@ impl Decoder {
         event: &Event,
         at: &Location,
         began: bool,
-    ) {
+    ) -> Result<()> {
+        if let Some(open) = &self.txn {
+            return Err(Error::decode(
+                at,
+                "GTID",
+                format!(
+                    "a new transaction starts while the one at offset {} of {} never committed; \
+                     the binlog is incomplete there",
+                    open.info.pos, open.info.file
+                ),
+            ));
+        }
         self.txn = Some(self.new_transaction(gtid, commit_ts_us, event, at, began));
+        Ok(())
     }
 
     /// The open transaction, or a new one starting at `at` (changes outside any transaction
@@ -503,7 +530,7 @@ impl Decoder {
         }
     }
 
-    fn mysql_gtid(&mut self, gtid: &GtidEvent, event: &Event, at: &Location) {
+    fn mysql_gtid(&mut self, gtid: &GtidEvent, event: &Event, at: &Location) -> Result<()> {
         let uuid = format_uuid(&gtid.sid());
         let tag = gtid.tag().map(|t| t.to_string()).unwrap_or_default();
         let ts = gtid.immediate_commit_timestamp();
@@ -514,7 +541,7 @@ impl Decoder {
             event,
             at,
             false,
-        );
+        )
     }
 
     fn mariadb_gtid(&mut self, event: &Event, at: &Location) -> Result<()> {
@@ -528,8 +555,7 @@ impl Decoder {
         let server = event.header().server_id();
         // Without FL_STANDALONE, MariaDB's GTID event takes the place of BEGIN.
         let began = flags & 1 == 0;
-        self.begin(GtidOf::MariaDb(domain, server, seq), None, event, at, began);
-        Ok(())
+        self.begin(GtidOf::MariaDb(domain, server, seq), None, event, at, began)
     }
 
     fn mariadb_gtid_list(&mut self, data: &[u8], at: &Location) -> Result<()> {
@@ -564,7 +590,7 @@ impl Decoder {
         match statement {
             Statement::Begin => match &mut self.txn {
                 Some(txn) => txn.began = true,
-                None => self.begin(GtidOf::None, None, event, at, true),
+                None => self.begin(GtidOf::None, None, event, at, true)?,
             },
             Statement::Commit => self.commit(out),
             Statement::RowChange => {
@@ -578,13 +604,34 @@ impl Decoder {
                     ),
                 ));
             }
+            Statement::RollbackToSavepoint => {
+                return Err(Error::decode(
+                    at,
+                    "QUERY",
+                    "ROLLBACK TO SAVEPOINT in a transaction that changed non-transactional tables: \
+                     the binlog holds rows that were rolled back and does not say which; resume \
+                     after this transaction with --from",
+                ));
+            }
             Statement::Ddl { operation, tables } => {
                 let txn = self.ensure_transaction(event, at, false);
                 let source = Self::source(txn, at.pos, u64::from(event.header().log_pos()));
-                for (schema, table) in &tables {
-                    self.schemas
-                        .remove(&(schema.to_string(), table.to_string()));
+                // The DDL record has a row index of its own, so ids stay unique in the
+                // transaction.
+                txn.rows += 1;
+                // MySQL 8.0.21+ logs CREATE TABLE … SELECT atomically: the statement opens a
+                // transaction whose rows follow, ended by an XID.
+                if text
+                    .trim_end()
+                    .to_ascii_uppercase()
+                    .ends_with("START TRANSACTION")
+                {
+                    txn.began = true;
                 }
+                let ends_transaction = !txn.began;
+                // Any DDL can change any cached definition (renames, swaps, multi-table drops):
+                // reload them all as they are used next.
+                self.schemas.clear();
                 let table = tables.first().cloned();
                 let keep = table
                     .as_ref()
@@ -599,7 +646,9 @@ impl Decoder {
                         source,
                     }));
                 }
-                self.commit(out);
+                if ends_transaction {
+                    self.commit(out);
+                }
             }
             Statement::Other => {
                 // Statements that change no rows (GRANT, CREATE USER, FLUSH, …) are transactions
@@ -672,6 +721,24 @@ impl Decoder {
             .columns_after_image()
             .map(|b| present_columns(b.iter().by_vals(), columns));
         self.renew_shared_metadata(rows.table_id());
+        if self.require_full_images {
+            let partial = [&before_bits, &after_bits]
+                .into_iter()
+                .flatten()
+                .find(|bits| bits.iter().any(|present| !present));
+            if let Some(bits) = partial {
+                return Err(Error::decode(
+                    at,
+                    event_type_name(type_code),
+                    format!(
+                        "the row image holds {} of {columns} columns: the writing session used \
+                         binlog_row_image=MINIMAL or NOBLOB. cdcd needs FULL images; make sure no \
+                         session overrides binlog_row_image",
+                        bits.iter().filter(|present| **present).count()
+                    ),
+                ));
+            }
+        }
         let Some((_, table, included)) = self.tables.get(&rows.table_id()).cloned() else {
             return Err(Error::decode(
                 at,
@@ -890,23 +957,28 @@ fn check_previous_gtids(data: &[u8]) -> Result<(), String> {
     } else {
         header & ((1 << 56) - 1)
     };
-    let rest = (data.len() - 8) as u64;
-    if sids.saturating_mul(24) > rest {
-        return Err(format!("{sids} GTID sources cannot fit in {rest} bytes"));
+    let mut rest = ParseBuf(&data[8..]);
+    if sids.saturating_mul(24) > rest.len() as u64 {
+        return Err(format!(
+            "{sids} GTID sources cannot fit in {} bytes",
+            rest.len()
+        ));
     }
-    if !tagged {
-        let mut at = 8usize;
-        for _ in 0..sids {
-            let count = data
-                .get(at + 16..at + 24)
-                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-                .ok_or("event is truncated")?;
-            at += 24;
-            if count.saturating_mul(16) > (data.len() - at) as u64 {
-                return Err(format!("{count} GTID intervals cannot fit in the event"));
-            }
-            at += count as usize * 16;
+    let truncated = || "event is truncated".to_string();
+    for _ in 0..sids {
+        rest.checked_eat(16).ok_or_else(truncated)?;
+        if tagged {
+            let tag_len =
+                mysql_common::misc::read_varlen_uint(&mut rest).map_err(|e| e.to_string())?;
+            rest.checked_eat(usize::try_from(tag_len).map_err(|_| truncated())?)
+                .ok_or_else(truncated)?;
         }
+        let count = rest.checked_eat_u64_le().ok_or_else(truncated)?;
+        if count.saturating_mul(16) > rest.len() as u64 {
+            return Err(format!("{count} GTID intervals cannot fit in the event"));
+        }
+        rest.checked_eat(count as usize * 16)
+            .ok_or_else(truncated)?;
     }
     Ok(())
 }

@@ -63,6 +63,9 @@ pub enum Error {
     /// The server is not set up for change data capture, or the request cannot be served.
     #[error("{0}")]
     Setup(String),
+    /// The replication connection broke, went silent or was closed by the server.
+    #[error("{0}")]
+    ConnectionLost(String),
 }
 
 impl Error {

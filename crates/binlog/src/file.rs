@@ -116,12 +116,17 @@ impl FileReader {
                 None => {
                     if self.decoder.in_transaction() {
                         let path = file.path.clone();
-                        if self.paths.is_empty() {
-                            // A file that ends inside a transaction was cut off mid-write or is
-                            // still being written; the rows seen so far were emitted, the commit
-                            // was not, which is what a reader of an active binlog sees too.
-                            tracing::warn!(%path, "binlog ends inside a transaction");
+                        if !self.paths.is_empty() {
+                            return Err(Error::File {
+                                path,
+                                message: "the file ends inside a transaction, and the next file \
+                                          cannot continue it"
+                                    .into(),
+                            });
                         }
+                        // The last file may be the active binlog, still being written: the rows
+                        // seen so far were emitted, the commit was not.
+                        tracing::warn!(%path, "binlog ends inside a transaction");
                     }
                     if !self.open_next()? {
                         return Ok(None);
@@ -139,7 +144,24 @@ impl FileReader {
 impl OpenFile {
     fn next_event(&mut self) -> Result<Option<mysql_common::binlog::events::Event>> {
         if let Some(payload) = &mut self.payload {
-            if (payload.position() as usize) < payload.get_ref().len() {
+            let at = payload.position() as usize;
+            let left = payload.get_ref().len() - at.min(payload.get_ref().len());
+            if left > 0 {
+                // mysql_common reads an inner event's body with an unchecked `read_exact`;
+                // check that it is all there first.
+                let size = payload
+                    .get_ref()
+                    .get(at + 9..at + 13)
+                    .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+                if !size.is_some_and(|size| (HEADER_LEN..=left).contains(&size)) {
+                    return Err(Error::File {
+                        path: self.path.clone(),
+                        message: format!(
+                            "the transaction payload before offset {} holds a truncated event",
+                            self.offset
+                        ),
+                    });
+                }
                 let event =
                     self.events
                         .read_decompressed(&mut *payload)
@@ -208,7 +230,8 @@ impl OpenFile {
                 path: self.path.clone(),
                 message: format!("cannot parse the transaction payload at offset {at}: {e}"),
             })?;
-            let mut bytes = Vec::with_capacity(tpe.uncompressed_size() as usize);
+            // The size comes from the file: a hint only, capped.
+            let mut bytes = Vec::with_capacity((tpe.uncompressed_size() as usize).min(64 << 20));
             tpe.decompressed()
                 .and_then(|mut r| r.read_to_end(&mut bytes))
                 .map_err(|e| Error::File {
@@ -236,8 +259,14 @@ impl OpenFile {
                 Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
             )
         };
-        if !crc32 || event.len() < HEADER_LEN + 4 {
+        if !crc32 {
             return Ok(());
+        }
+        if event.len() < HEADER_LEN + 4 {
+            return Err(Error::File {
+                path: self.path.clone(),
+                message: format!("the event at offset {at} is too short to hold its checksum"),
+            });
         }
         let (body, stored) = event.split_at(event.len() - 4);
         let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));

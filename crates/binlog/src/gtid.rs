@@ -22,7 +22,7 @@ pub struct GtidSet {
 impl GtidSet {
     /// Adds one transaction.
     pub fn add(&mut self, uuid: &str, tag: &str, gno: u64) {
-        self.add_interval(uuid, tag, gno, gno + 1);
+        self.add_interval(uuid, tag, gno, gno.saturating_add(1));
     }
 
     /// Adds the transactions `start..end` (end exclusive).
@@ -139,10 +139,11 @@ impl FromStr for GtidSet {
                     Some((a, b)) => (a, b),
                     None => (part, part),
                 };
+                // Transaction numbers run from 1 to 2^63-1.
                 let parse = |n: &str| {
                     n.parse::<u64>()
                         .ok()
-                        .filter(|n| *n > 0)
+                        .filter(|n| (1..=i64::MAX as u64).contains(n))
                         .ok_or_else(|| format!("`{part}` in GTID set `{s}` is not an interval"))
                 };
                 let (start, end) = (parse(start)?, parse(end)?);

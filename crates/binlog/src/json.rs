@@ -166,14 +166,18 @@ fn parse_path(path: &str) -> Result<Vec<Step>, String> {
             '.' => {
                 let mut key = String::new();
                 if chars.peek() == Some(&'"') {
-                    chars.next();
+                    // A quoted key is a JSON string: read it with its escapes.
+                    let mut quoted = String::from(chars.next().ok_or_else(bad)?);
                     loop {
-                        match chars.next().ok_or_else(bad)? {
-                            '\\' => key.push(chars.next().ok_or_else(bad)?),
+                        let c = chars.next().ok_or_else(bad)?;
+                        quoted.push(c);
+                        match c {
+                            '\\' => quoted.push(chars.next().ok_or_else(bad)?),
                             '"' => break,
-                            c => key.push(c),
+                            _ => {}
                         }
                     }
+                    key = serde_json::from_str(&quoted).map_err(|_| bad())?;
                 } else {
                     while let Some(&c) = chars.peek() {
                         if c == '.' || c == '[' {
@@ -268,6 +272,10 @@ mod tests {
             ]
         );
         assert!(parse_path("a").is_err());
+        assert_eq!(
+            parse_path(r#"$."a\nb\u00e9""#).unwrap(),
+            vec![Step::Key("a\nbé".into())]
+        );
     }
 
     #[test]

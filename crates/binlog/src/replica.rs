@@ -249,7 +249,7 @@ impl Replica {
                     }
                     self.decoder.handle(&event, &mut self.pending)?;
                 }
-                Ok(None) => {
+                Ok(None) if self.options.until_end => {
                     self.finished = true;
                     if self.decoder.in_transaction() {
                         return Err(Error::Setup(
@@ -257,28 +257,53 @@ impl Replica {
                         ));
                     }
                 }
+                Ok(None) => {
+                    // Without --until-end the stream never ends by itself: the server went away.
+                    self.stream = None;
+                    failures += 1;
+                    if failures > self.options.reconnect_attempts {
+                        return Err(Error::ConnectionLost(
+                            "the server keeps closing the replication stream".into(),
+                        ));
+                    }
+                    self.reconnect(failures, "the server closed the replication stream")
+                        .await;
+                }
                 Err(e) if is_connection_loss(&e) && failures < self.options.reconnect_attempts => {
                     failures += 1;
-                    let wait = Duration::from_millis(500 * 2u64.pow(failures.min(6)));
-                    tracing::warn!(error = %e, attempt = failures, ?wait, "replication connection lost; reconnecting from the last commit");
-                    tokio::time::sleep(wait).await;
-                    self.pending.clear();
-                    self.decoder = new_decoder(&self.info, &self.options, &self.committed);
-                    if let Ok(conn) = connect(&self.opts).await {
-                        self.schema_conn = conn;
-                    }
-                    if let Err(e) = self.open_stream().await {
-                        tracing::warn!(error = %e, "reconnect failed");
-                    }
+                    self.reconnect(failures, &e.to_string()).await;
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
+    /// Waits (with backoff) and opens a new stream from the last commit. A failure leaves the
+    /// replica without a stream, which the next read reports as a lost connection, so every
+    /// attempt counts against `reconnect_attempts`.
+    async fn reconnect(&mut self, attempt: u32, reason: &str) {
+        let wait = Duration::from_millis(500 * 2u64.pow(attempt.min(6)));
+        tracing::warn!(
+            reason,
+            attempt,
+            ?wait,
+            "replication connection lost; reconnecting from the last commit"
+        );
+        tokio::time::sleep(wait).await;
+        self.pending.clear();
+        self.decoder = new_decoder(&self.info, &self.options, &self.committed);
+        if let Ok(conn) = connect(&self.opts).await {
+            self.schema_conn = conn;
+        }
+        if let Err(e) = self.open_stream().await {
+            tracing::warn!(error = %e, attempt, "reconnect failed");
+            self.stream = None;
+        }
+    }
+
     async fn next_event(&mut self) -> Result<Option<Event>> {
         let Some(stream) = self.stream.as_mut() else {
-            return Err(Error::Setup("not connected".into()));
+            return Err(Error::ConnectionLost("no replication connection".into()));
         };
         let silence = self.options.heartbeat * 3;
         // Most events are already buffered; only arm the silence timer when we have to wait.
@@ -290,7 +315,7 @@ impl Replica {
         match next {
             Err(_) => {
                 self.stream = None;
-                Err(Error::Setup(format!(
+                Err(Error::ConnectionLost(format!(
                     "no event and no heartbeat from the server for {silence:?}: the connection is silent"
                 )))
             }
@@ -311,6 +336,7 @@ fn new_decoder(info: &ServerInfo, options: &ReplicaOptions, position: &Position)
         .with_position(position)
         .with_server_uuid(info.server_uuid.clone())
         .with_skipped_types(options.skip_event_types.clone())
+        .requiring_full_images()
 }
 
 /// The first row of a query as text columns (NULL as `None`). Typed `FromRow` conversions panic
@@ -340,7 +366,7 @@ async fn first_value(conn: &mut Conn, query: &str) -> Result<Option<String>> {
 
 fn is_connection_loss(error: &Error) -> bool {
     match error {
-        Error::Setup(message) => message.contains("silent"),
+        Error::ConnectionLost(_) => true,
         Error::Server { source, .. } => matches!(
             source,
             mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
@@ -607,15 +633,23 @@ fn explain_dump_error(error: mysql_async::Error, from: &Position) -> Error {
                 .to_string()
         }
         mysql_async::Error::Server(e) if e.code == 1236 => format!(
-            "the server cannot send the binlog from {} {} {}: the binlogs may have been purged; \
-             start again from a snapshot or with --from start",
-            from.file, from.pos, from.gtids
+            "the server cannot send the binlog from {}: the binlogs may have been purged; start \
+             again from a snapshot or with --from start",
+            describe(from)
         ),
-        _ => format!("reading the binlog from {} {}", from.file, from.pos),
+        _ => format!("reading the binlog from {}", describe(from)),
     };
     Error::Server {
         context,
         source: error,
+    }
+}
+
+/// A position as a user would write it for `--from`.
+fn describe(position: &Position) -> String {
+    match &position.gtids {
+        Gtids::None => format!("file:{}:{}", position.file, position.pos),
+        gtids => format!("gtid:{gtids}"),
     }
 }
 

@@ -192,11 +192,13 @@ fn string_value(plan: &ColumnPlan, bytes: &[u8]) -> Result<Value, String> {
     Ok(match plan.kind {
         // MariaDB's JSON is LONGTEXT holding JSON text; its CHECK can be disabled, so text that
         // does not parse stays a string rather than corrupting the output.
+        // Re-serialised compactly (numbers keep their digits, keys their order): a document
+        // stored pretty-printed must not break one-object-per-line outputs.
         K::Json => match decode_text(plan.encoding, bytes) {
-            Some(text) if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() => {
-                Value::Json(text)
-            }
-            Some(text) => Value::String(text),
+            Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(document) => Value::Json(document.to_string()),
+                Err(_) => Value::String(text),
+            },
             None => Value::Bytes(bytes.to_vec()),
         },
         K::Geometry => Value::Geometry(bytes.to_vec()),

@@ -15,15 +15,17 @@ use cdcd_event::{Column, ColumnType, TableSchema};
 
 use crate::error::{Error, Result};
 
+/// One `information_schema.COLUMNS` row. Every field is optional, so that an unexpected NULL is
+/// handled here instead of panicking in the driver's row conversion.
 type ColumnRow = (
-    String,      // COLUMN_NAME
-    String,      // DATA_TYPE
-    String,      // COLUMN_TYPE
-    String,      // IS_NULLABLE
-    Option<u64>, // NUMERIC_PRECISION
-    Option<u64>, // NUMERIC_SCALE / DATETIME_PRECISION
-    Option<u64>, // CHARACTER_MAXIMUM_LENGTH
-    Option<u64>, // collation id
+    Option<String>, // COLUMN_NAME
+    Option<String>, // DATA_TYPE
+    Option<String>, // COLUMN_TYPE
+    Option<String>, // IS_NULLABLE
+    Option<u64>,    // NUMERIC_PRECISION
+    Option<u64>,    // NUMERIC_SCALE / DATETIME_PRECISION
+    Option<u64>,    // CHARACTER_MAXIMUM_LENGTH
+    Option<u64>,    // collation id
 );
 
 /// Loads one table's definition; `None` when the table no longer exists.
@@ -49,7 +51,7 @@ pub(crate) async fn load_table(
     if rows.is_empty() {
         return Ok(None);
     }
-    let key: Vec<String> = conn
+    let key: Vec<Option<String>> = conn
         .exec(
             "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND \
              TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
@@ -60,7 +62,7 @@ pub(crate) async fn load_table(
             "reading the primary key of `{schema}`.`{table}`"
         )))?;
     // MariaDB's JSON is LONGTEXT with a `json_valid(col)` check: find those columns.
-    let checks: Vec<String> = conn
+    let checks: Vec<Option<String>> = conn
         .exec(
             "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE \
              CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
@@ -71,12 +73,17 @@ pub(crate) async fn load_table(
     let mut columns: Vec<Column> = rows.into_iter().map(column_from_row).collect();
     for column in columns.iter_mut().filter(|c| c.kind == ColumnType::Text) {
         let check = format!("json_valid(`{}`)", column.name.replace('`', "``"));
-        if checks.iter().any(|c| c.eq_ignore_ascii_case(&check)) {
+        if checks
+            .iter()
+            .flatten()
+            .any(|c| c.eq_ignore_ascii_case(&check))
+        {
             column.kind = ColumnType::Json;
         }
     }
     let primary_key = key
         .iter()
+        .flatten()
         .filter_map(|k| columns.iter().position(|c| &*c.name == k))
         .collect();
     Ok(Some(TableSchema {
@@ -89,6 +96,12 @@ pub(crate) async fn load_table(
 
 fn column_from_row(row: ColumnRow) -> Column {
     let (name, data_type, column_type, nullable, precision, scale, length, collation) = row;
+    let (name, data_type, column_type, nullable) = (
+        name.unwrap_or_default(),
+        data_type.unwrap_or_default(),
+        column_type.unwrap_or_default(),
+        nullable.unwrap_or_default(),
+    );
     let lower = column_type.to_ascii_lowercase();
     let kind = match data_type.to_ascii_lowercase().as_str() {
         "tinyint" | "bool" | "boolean" => ColumnType::TinyInt,

@@ -113,7 +113,13 @@ impl TableDecoder {
         flavor: Flavor,
     ) -> Result<Self, String> {
         match Self::build(tme, cached, flavor) {
-            Err(_) if cached.is_some() && has_column_names(tme) => Self::build(tme, None, flavor),
+            Err(e) if cached.is_some() && has_column_names(tme) => {
+                tracing::debug!(
+                    table = %tme.table_name(),
+                    "information_schema no longer matches this TABLE_MAP ({e}); using the binlog's own metadata"
+                );
+                Self::build(tme, None, flavor)
+            }
             result => result,
         }
     }
@@ -188,6 +194,28 @@ impl TableDecoder {
                 };
                 if let Some(values) = list.get(index) {
                     elements = Arc::from(values.clone());
+                }
+            }
+            if let Some(cached_column) = cached_column {
+                // What the TABLE_MAP does say must agree with the cache.
+                // (MariaDB marks YEAR unsigned; information_schema does not.)
+                let binlog_says_unsigned = meta.unsigned.is_some()
+                    && wire.is_numeric_type()
+                    && wire != Wire::MYSQL_TYPE_YEAR;
+                let binlog_charset =
+                    collation != cached_column.collation && cached_column.collation != 0;
+                if (binlog_says_unsigned && unsigned != cached_column.unsigned) || binlog_charset {
+                    return Err(format!(
+                        "column {} `{}` is {} (collation {}) in information_schema, but the binlog \
+                         says {}signed with collation {collation}; the table changed after this \
+                         event was written. Restart from a position after the ALTER, or enable \
+                         binlog_row_metadata=FULL",
+                        i + 1,
+                        cached_column.name,
+                        cached_column.sql_type(),
+                        cached_column.collation,
+                        if unsigned { "un" } else { "" }
+                    ));
                 }
             }
             let plan = plan_column(wire, md, unsigned, collation)

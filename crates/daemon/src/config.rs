@@ -73,7 +73,7 @@ impl Config {
                 .split("__")
                 .filter(|key| key.as_str().contains("__") || key.as_str().contains('.')),
         );
-        figment.extract().map_err(|e| {
+        let config: Config = figment.extract().map_err(|e| {
             let mut message = String::new();
             for error in e {
                 let key = error.path.join(".");
@@ -84,7 +84,27 @@ impl Config {
                 message.push('\n');
             }
             anyhow::anyhow!(message.trim_end().to_string())
-        })
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Ranges the types cannot express.
+    fn validate(&self) -> Result<()> {
+        let heartbeat = self.source.heartbeat_seconds;
+        if !(1..=3600).contains(&heartbeat) {
+            bail!("config: source.heartbeat_seconds = {heartbeat}: use 1 to 3600");
+        }
+        if matches!(
+            self.dms.before_image_field.as_str(),
+            "data" | "metadata" | "control" | "cdcd" | ""
+        ) {
+            bail!(
+                "config: dms.before_image_field = `{}` would collide with another key of the record",
+                self.dms.before_image_field
+            );
+        }
+        Ok(())
     }
 }
 

@@ -154,7 +154,16 @@ async fn read_files(
 ) -> Result<()> {
     let mut reader = FileReader::open_all(paths, filter, skip_event_types)?;
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(record) = reader.next_record()? {
+    loop {
+        let record = match reader.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(e) => {
+                // Print what was decoded before the error, then report it.
+                let _ = records.send(batch).await;
+                return Err(e.into());
+            }
+        };
         batch.push(record);
         if batch.len() == BATCH
             && records
@@ -176,8 +185,16 @@ async fn follow_server(options: ReplicaOptions, records: Batches) -> Result<()> 
     tokio::pin!(stop);
     loop {
         let more = tokio::select! {
-            more = replica.next_records(&mut batch) => more?,
-            _ = &mut stop => false,
+            more = replica.next_records(&mut batch) => more,
+            _ = &mut stop => Ok(false),
+        };
+        let more = match more {
+            Ok(more) => more,
+            Err(e) => {
+                // Print what was decoded before the error, then report it.
+                let _ = records.send(batch).await;
+                return Err(e.into());
+            }
         };
         // Transaction ends and heartbeats hand the batch over, so changes show up at once.
         let boundary = batch
@@ -203,7 +220,7 @@ fn replica_options(config: &Config, args: TailArgs, filter: TableFilter) -> Resu
         .map_err(|e: String| anyhow::anyhow!("--tls-mode: {e}"))?;
     options.tls_ca = args.tls_ca.or(config.source.tls_ca.clone());
     options.server_id = config.source.server_id;
-    options.heartbeat = Duration::from_secs(config.source.heartbeat_seconds.max(1));
+    options.heartbeat = Duration::from_secs(config.source.heartbeat_seconds);
     options.filter = filter;
     options.until_end = args.until_end;
     options.start = parse_from(&args.from)?;

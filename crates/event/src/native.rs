@@ -46,9 +46,9 @@ impl NativeWriter {
 
     /// Appends one change event as a JSON object (no trailing newline).
     pub fn write_change(&mut self, out: &mut String, event: &ChangeEvent) {
-        out.push_str(r#"{"event_id":""#);
+        out.push_str(r#"{"event_id":"#);
         push_event_id(out, &event.source);
-        out.push_str(r#"","op":""#);
+        out.push_str(r#","op":""#);
         out.push_str(event.op.as_str());
         out.push_str("\",");
         let table = self.table_parts(&event.table);
@@ -74,9 +74,9 @@ impl NativeWriter {
 
     /// Appends one DDL event as a JSON object with `"op":"ddl"` (no trailing newline).
     pub fn write_ddl(&mut self, out: &mut String, event: &DdlEvent) {
-        out.push_str(r#"{"event_id":""#);
+        out.push_str(r#"{"event_id":"#);
         push_event_id(out, &event.source);
-        out.push_str(r#"","op":"ddl","schema":"#);
+        out.push_str(r#","op":"ddl","schema":"#);
         match &event.table {
             Some((schema, table)) => {
                 push_str(out, schema);
@@ -183,20 +183,19 @@ fn source_parts(source: &Transaction) -> SourceParts {
     SourceParts { head, tail }
 }
 
-/// `<gtid>:<row>` or `<file>:<txn_pos>:<row>`, as [`Source::event_id`], without allocating. GTIDs
-/// and file names need no JSON escaping.
+/// The quoted `<gtid>:<row>` or `<file>:<txn_pos>:<row>`, as [`Source::event_id`]. GTIDs need no
+/// escaping and are written without allocating; file names can hold anything.
 fn push_event_id(out: &mut String, source: &Source) {
-    let txn = &source.transaction;
-    match &txn.gtid {
-        Some(gtid) => out.push_str(gtid),
-        None => {
-            out.push_str(&txn.file);
+    match &source.transaction.gtid {
+        Some(gtid) => {
+            out.push('"');
+            out.push_str(gtid);
             out.push(':');
-            push_u64(out, txn.pos);
+            push_u64(out, source.row);
+            out.push('"');
         }
+        None => push_str(out, &source.event_id()),
     }
-    out.push(':');
-    push_u64(out, source.row);
 }
 
 fn push_row(out: &mut String, columns: &[Column], keys: &[String], row: Option<&[Value]>) {
