@@ -13,7 +13,7 @@
 //! * TRANSACTION_PAYLOAD: the events inside the payload must add up to its uncompressed size,
 //!   which catches a payload that failed to decompress (the network client drops those silently).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use mysql_common::binlog::consts::EventType;
@@ -238,7 +238,7 @@ impl Decoder {
     }
 
     /// Decodes one event, appending what it produced to `out`.
-    pub fn handle(&mut self, event: &Event, out: &mut VecDeque<Record>) -> Result<()> {
+    pub fn handle(&mut self, event: &Event, out: &mut Vec<Record>) -> Result<()> {
         let header = event.header();
         let size = u64::from(header.event_size());
         let log_pos = u64::from(header.log_pos());
@@ -315,7 +315,7 @@ impl Decoder {
         event: &Event,
         type_code: u8,
         at: &Location,
-        out: &mut VecDeque<Record>,
+        out: &mut Vec<Record>,
     ) -> Result<()> {
         let type_name = event_type_name(type_code);
         let read_err = |e: std::io::Error| Error::decode(at, type_name, e);
@@ -386,7 +386,7 @@ impl Decoder {
             EventData::RowsEvent(rows) => self.rows(&rows, type_code, event, at, out)?,
             EventData::XidEvent(_) | EventData::XaPrepareLogEvent(_) => self.commit(out),
             EventData::TransactionPayloadEvent(tpe) => self.payload_start(&tpe, event, at)?,
-            EventData::HeartbeatEvent => out.push_back(Record::Heartbeat),
+            EventData::HeartbeatEvent => out.push(Record::Heartbeat),
             EventData::RowsQueryEvent(_)
             | EventData::IntvarEvent(_)
             | EventData::RandEvent(_)
@@ -408,7 +408,7 @@ impl Decoder {
             EventData::UnknownEvent => {
                 // HEARTBEAT_V2 (41) is "unknown" to mysql_common's EventData.
                 if type_code == 41 {
-                    out.push_back(Record::Heartbeat);
+                    out.push(Record::Heartbeat);
                 } else {
                     return self.unknown(type_code, at);
                 }
@@ -583,7 +583,7 @@ impl Decoder {
         query: &QueryEvent<'_>,
         event: &Event,
         at: &Location,
-        out: &mut VecDeque<Record>,
+        out: &mut Vec<Record>,
     ) -> Result<()> {
         let text = query.query();
         let statement = classify_statement(&text, &query.schema());
@@ -637,7 +637,7 @@ impl Decoder {
                     .as_ref()
                     .is_none_or(|(s, t)| self.filter.matches(s, t));
                 if keep {
-                    out.push_back(Record::Ddl(DdlEvent {
+                    out.push(Record::Ddl(DdlEvent {
                         schema: query.schema().as_ref().into(),
                         table,
                         operation,
@@ -705,7 +705,7 @@ impl Decoder {
         type_code: u8,
         event: &Event,
         at: &Location,
-        out: &mut VecDeque<Record>,
+        out: &mut Vec<Record>,
     ) -> Result<()> {
         let op = match type_code {
             23 | 30 => Op::Insert,
@@ -815,7 +815,7 @@ impl Decoder {
                 // Decoded only to keep row indexes (and so event ids) independent of the filter.
                 continue;
             }
-            out.push_back(Record::Change(ChangeEvent {
+            out.push(Record::Change(ChangeEvent {
                 op,
                 table: table.schema.clone(),
                 before,
@@ -857,7 +857,7 @@ impl Decoder {
         }
     }
 
-    fn commit(&mut self, out: &mut VecDeque<Record>) {
+    fn commit(&mut self, out: &mut Vec<Record>) {
         let Some(txn) = self.txn.take() else {
             return;
         };
@@ -871,7 +871,7 @@ impl Decoder {
         // A commit is the last event of its transaction: resume right after it.
         let mut position = self.position();
         position.pos = self.event_end;
-        out.push_back(Record::Commit(position));
+        out.push(Record::Commit(position));
     }
 
     fn payload_start(

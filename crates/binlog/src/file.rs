@@ -26,7 +26,8 @@ pub struct FileReader {
     paths: VecDeque<PathBuf>,
     current: Option<OpenFile>,
     decoder: Decoder,
-    pending: VecDeque<Record>,
+    /// Records of the last event, in reverse order (so that the next is popped from the end).
+    pending: Vec<Record>,
 }
 
 struct OpenFile {
@@ -61,7 +62,7 @@ impl FileReader {
             decoder: Decoder::new(Flavor::MySql, &name, filter)
                 .with_skipped_types(skip_event_types)
                 .without_checksum_verification(),
-            pending: VecDeque::new(),
+            pending: Vec::new(),
         };
         reader.open_next()?;
         Ok(reader)
@@ -105,14 +106,17 @@ impl FileReader {
     /// The next record, or `None` after the last file.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
         loop {
-            if let Some(record) = self.pending.pop_front() {
+            if let Some(record) = self.pending.pop() {
                 return Ok(Some(record));
             }
             let Some(file) = self.current.as_mut() else {
                 return Ok(None);
             };
             match file.next_event()? {
-                Some(event) => self.decoder.handle(&event, &mut self.pending)?,
+                Some(event) => {
+                    self.decoder.handle(&event, &mut self.pending)?;
+                    self.pending.reverse();
+                }
                 None => {
                     if self.decoder.in_transaction() {
                         let path = file.path.clone();

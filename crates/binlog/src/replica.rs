@@ -9,7 +9,6 @@
 //! Before streaming, the server's settings are checked: a binlog that cannot give complete row
 //! images (`binlog_format` not ROW, `binlog_row_image` not FULL) is refused with the setting to fix.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -132,7 +131,6 @@ pub struct Replica {
     /// A second connection for `information_schema` lookups.
     schema_conn: Conn,
     decoder: Decoder,
-    pending: VecDeque<Record>,
     /// The last transaction boundary handed out.
     committed: Position,
     finished: bool,
@@ -155,7 +153,6 @@ impl Replica {
             stream: None,
             schema_conn: conn,
             decoder,
-            pending: VecDeque::new(),
             committed: start,
             finished: false,
         };
@@ -228,15 +225,6 @@ impl Replica {
     pub async fn next_records(&mut self, records: &mut Vec<Record>) -> Result<bool> {
         let mut failures = 0;
         loop {
-            if !self.pending.is_empty() {
-                for record in self.pending.drain(..) {
-                    if let Record::Commit(position) = &record {
-                        self.committed = position.clone();
-                    }
-                    records.push(record);
-                }
-                return Ok(true);
-            }
             if self.finished {
                 return Ok(false);
             }
@@ -247,7 +235,23 @@ impl Replica {
                         let definition = load_table(&mut self.schema_conn, &schema, &table).await?;
                         self.decoder.put_schema(&schema, &table, definition);
                     }
-                    self.decoder.handle(&event, &mut self.pending)?;
+                    // Records go straight into the caller's batch; on an error, none of this
+                    // event's records are handed out.
+                    let start = records.len();
+                    if let Err(e) = self.decoder.handle(&event, records) {
+                        records.truncate(start);
+                        return Err(e);
+                    }
+                    if let Some(Record::Commit(position)) = records[start..]
+                        .iter()
+                        .rev()
+                        .find(|r| matches!(r, Record::Commit(_)))
+                    {
+                        self.committed = position.clone();
+                    }
+                    if records.len() > start {
+                        return Ok(true);
+                    }
                 }
                 Ok(None) if self.options.until_end => {
                     self.finished = true;
@@ -290,7 +294,6 @@ impl Replica {
             "replication connection lost; reconnecting from the last commit"
         );
         tokio::time::sleep(wait).await;
-        self.pending.clear();
         self.decoder = new_decoder(&self.info, &self.options, &self.committed);
         if let Ok(conn) = connect(&self.opts).await {
             self.schema_conn = conn;

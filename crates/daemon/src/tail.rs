@@ -101,22 +101,22 @@ pub async fn run(config_path: Option<&Path>, args: TailArgs) -> Result<()> {
 /// both cores. A send fails only when the output thread has stopped.
 type Batches = tokio::sync::mpsc::Sender<Vec<Record>>;
 
-const BATCH: usize = 1024;
+const BATCH: usize = 4096;
 
 fn spawn_writer(
     mut output: Output,
     mut masker: Masker,
 ) -> (Batches, std::thread::JoinHandle<Result<()>>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
     let handle = std::thread::spawn(move || -> Result<()> {
         let mut stdout = std::io::stdout().lock();
         let mut buf = String::with_capacity(1 << 18);
-        while let Some(batch) = rx.blocking_recv() {
-            for mut record in batch {
-                if let Record::Change(event) = &mut record {
+        while let Some(mut batch) = rx.blocking_recv() {
+            for record in &mut batch {
+                if let Record::Change(event) = record {
                     masker.mask(event);
                 }
-                output.render(&record, &mut buf);
+                output.render(record, &mut buf);
             }
             // Write when the buffer is large, or when nothing else is queued: then the reader has
             // caught up, and whoever watches should see the changes now.
