@@ -283,17 +283,12 @@ fn decimal(cursor: &mut Cursor<'_>, precision: u8, scale: u8) -> Result<String, 
 
 /// Appends `value` zero-padded to `width` digits (no padding for width 0).
 fn push_digits(out: &mut String, value: u32, width: usize) {
-    let mut digits = [b'0'; 10];
-    let mut i = digits.len();
-    let mut v = value;
-    while v > 0 || digits.len() - i < width.max(1) {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(value);
+    for _ in digits.len()..width {
+        out.push('0');
     }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
+    out.push_str(digits);
 }
 
 /// The fractional part of TIME2/DATETIME2/TIMESTAMP2 in microseconds (big endian, unsigned).

@@ -98,8 +98,31 @@ pub async fn run(config_path: Option<&Path>, args: TailArgs) -> Result<()> {
 }
 
 /// Records travel to the output thread in batches, so that decoding and JSON rendering run on
-/// both cores. A send fails only when the output thread has stopped.
-type Batches = tokio::sync::mpsc::Sender<Vec<Record>>;
+/// both cores. Rendered batches come back, so that their records are freed on the thread that
+/// allocated them (a cross-thread free costs the allocator far more) and their vectors are reused.
+struct Batches {
+    to_output: tokio::sync::mpsc::Sender<Vec<Record>>,
+    rendered: std::sync::mpsc::Receiver<Vec<Record>>,
+}
+
+impl Batches {
+    /// An empty batch, recycled from a rendered one when there is one.
+    fn empty(&self) -> Vec<Record> {
+        match self.rendered.try_recv() {
+            Ok(mut batch) => {
+                batch.clear();
+                batch
+            }
+            Err(_) => Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Hands `batch` to the output thread; false when the output has stopped (stdout closed).
+    async fn send(&self, batch: &mut Vec<Record>) -> bool {
+        let full = std::mem::replace(batch, self.empty());
+        self.to_output.send(full).await.is_ok()
+    }
+}
 
 const BATCH: usize = 4096;
 
@@ -108,6 +131,7 @@ fn spawn_writer(
     mut masker: Masker,
 ) -> (Batches, std::thread::JoinHandle<Result<()>>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
+    let (rendered_tx, rendered) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || -> Result<()> {
         let mut stdout = std::io::stdout().lock();
         let mut buf = String::with_capacity(1 << 18);
@@ -118,6 +142,7 @@ fn spawn_writer(
                 }
                 output.render(record, &mut buf);
             }
+            let _ = rendered_tx.send(batch);
             // Write when the buffer is large, or when nothing else is queued: then the reader has
             // caught up, and whoever watches should see the changes now.
             if buf.len() >= 1 << 18 || rx.is_empty() {
@@ -143,44 +168,45 @@ fn spawn_writer(
                 }
             })
     });
-    (tx, handle)
+    (
+        Batches {
+            to_output: tx,
+            rendered,
+        },
+        handle,
+    )
 }
 
 async fn read_files(
     paths: &[PathBuf],
     filter: TableFilter,
     skip_event_types: Vec<u8>,
-    records: Batches,
+    batches: Batches,
 ) -> Result<()> {
     let mut reader = FileReader::open_all(paths, filter, skip_event_types)?;
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = batches.empty();
     loop {
         let record = match reader.next_record() {
             Ok(Some(record)) => record,
             Ok(None) => break,
             Err(e) => {
                 // Print what was decoded before the error, then report it.
-                let _ = records.send(batch).await;
+                batches.send(&mut batch).await;
                 return Err(e.into());
             }
         };
         batch.push(record);
-        if batch.len() == BATCH
-            && records
-                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                .await
-                .is_err()
-        {
+        if batch.len() == BATCH && !batches.send(&mut batch).await {
             return Ok(());
         }
     }
-    let _ = records.send(batch).await;
+    batches.send(&mut batch).await;
     Ok(())
 }
 
-async fn follow_server(options: ReplicaOptions, records: Batches) -> Result<()> {
+async fn follow_server(options: ReplicaOptions, batches: Batches) -> Result<()> {
     let mut replica = Replica::connect(options).await?;
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = batches.empty();
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
@@ -192,7 +218,7 @@ async fn follow_server(options: ReplicaOptions, records: Batches) -> Result<()> 
             Ok(more) => more,
             Err(e) => {
                 // Print what was decoded before the error, then report it.
-                let _ = records.send(batch).await;
+                batches.send(&mut batch).await;
                 return Err(e.into());
             }
         };
@@ -200,11 +226,9 @@ async fn follow_server(options: ReplicaOptions, records: Batches) -> Result<()> 
         let boundary = batch
             .last()
             .is_some_and(|r| matches!(r, Record::Commit(_) | Record::Heartbeat));
-        if !more || boundary || batch.len() >= BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if records.send(full).await.is_err() || !more {
-                return Ok(());
-            }
+        if (!more || boundary || batch.len() >= BATCH) && (!batches.send(&mut batch).await || !more)
+        {
+            return Ok(());
         }
     }
 }

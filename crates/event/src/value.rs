@@ -248,17 +248,13 @@ impl fmt::Display for Date {
 
 /// Appends `value` in decimal, left-padded with zeros to `width` digits (without `fmt`, which
 /// is measurably slow on the per-row path).
-pub(crate) fn push_padded(out: &mut String, mut value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut i = digits.len();
-    while value > 0 || digits.len() - i < width {
-        i -= 1;
-        digits[i] = b'0' + (value % 10) as u8;
-        value /= 10;
+pub(crate) fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(value);
+    for _ in digits.len()..width {
+        out.push('0');
     }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
+    out.push_str(digits);
 }
 
 /// Appends `.ffffff` truncated to `digits` fractional digits (nothing when `digits` is 0).
