@@ -266,6 +266,20 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
         4,
         "one control record per DDL statement"
     );
+    let create_composite = dms
+        .iter()
+        .find(|r| {
+            r["metadata"]["operation"] == "create-table"
+                && r["metadata"]["table-name"] == "composite"
+        })
+        .expect("a create-table control record for composite");
+    let def = &create_composite["control"]["table-def"];
+    assert_eq!(def["primary-key"], serde_json::json!(["b", "a"]));
+    assert_eq!(def["columns"]["a"]["type"], "INT4");
+    assert_eq!(def["columns"]["a"]["nullable"], false);
+    assert_eq!(def["columns"]["v"]["type"], "NUMERIC");
+    assert_eq!(def["columns"]["v"]["precision"], 5);
+    assert_eq!(def["columns"]["v"]["scale"], 1);
     println!("{}: {} DMS records check out", server.name, dms.len());
 }
 

@@ -249,6 +249,7 @@ impl Replica {
                     {
                         self.committed = position.clone();
                     }
+                    self.describe_tables(&mut records[start..]).await?;
                     if records.len() > start {
                         return Ok(true);
                     }
@@ -280,6 +281,24 @@ impl Replica {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Gives DDL records the definition of the table they leave behind, from
+    /// `information_schema`: as it is when the statement is read, which while catching up on old
+    /// binlogs can already include later changes.
+    async fn describe_tables(&mut self, records: &mut [Record]) -> Result<()> {
+        for record in records {
+            let Record::Ddl(ddl) = record else { continue };
+            let Some((schema, table)) = ddl.table.clone() else {
+                continue;
+            };
+            if matches!(ddl.operation, "create-table" | "change-columns") {
+                ddl.definition = load_table(&mut self.schema_conn, &schema, &table)
+                    .await?
+                    .map(std::sync::Arc::new);
+            }
+        }
+        Ok(())
     }
 
     /// Waits (with backoff) and opens a new stream from the last commit. A failure leaves the
