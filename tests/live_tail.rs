@@ -13,7 +13,7 @@ use mysql_async::Conn;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use support::{assert_table_matches, expect_failure, replay, tail_json, Server};
+use support::{assert_table_matches, expect_failure, replay, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_tail_reproduces_tables_and_rejects_bad_input() {
@@ -170,14 +170,7 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
         compress_and_log_partial_json(conn, false).await;
     }
     let tables = format!("{db}.*");
-    let events = tail_json(&[
-        "--source",
-        &server.repl_url,
-        "--from",
-        &from,
-        "--tables",
-        &tables,
-    ]);
+    let events = server.tail(&from, &tables, &[]);
     let changes = events.iter().filter(|e| e["op"] != "ddl").count();
     let ddl: Vec<&str> = events
         .iter()
@@ -215,16 +208,7 @@ async fn all_types_workload(server: &Server, conn: &mut Conn, db: &str) {
     );
 
     // The same stream in DMS format: one data record per change, same operations, DMS rendering.
-    let dms = tail_json(&[
-        "--source",
-        &server.repl_url,
-        "--from",
-        &from,
-        "--tables",
-        &tables,
-        "--format",
-        "dms",
-    ]);
+    let dms = server.tail(&from, &tables, &["--format", "dms"]);
     let data: Vec<&Json> = dms
         .iter()
         .filter(|r| r["metadata"]["record-type"] == "data")
@@ -370,14 +354,7 @@ async fn large_transaction_and_large_row(server: &Server, conn: &mut Conn, db: &
         server.name
     );
 
-    let events = tail_json(&[
-        "--source",
-        &server.repl_url,
-        "--from",
-        &from,
-        "--tables",
-        &format!("{db}.blobs"),
-    ]);
+    let events = server.tail(&from, &format!("{db}.blobs"), &[]);
     assert_eq!(events.len(), 1);
     let ours = base64::Engine::decode(
         &base64::engine::general_purpose::STANDARD,
@@ -404,18 +381,11 @@ async fn tls_verification(server: &Server, conn: &mut Conn, db: &str) {
         .await
         .unwrap();
     let tables = format!("{db}.composite");
-    let events = tail_json(&[
-        "--source",
-        &server.repl_url,
-        "--from",
+    let events = server.tail(
         &from,
-        "--tables",
         &tables,
-        "--tls-mode",
-        "verify-identity",
-        "--tls-ca",
-        &server.tls_ca,
-    ]);
+        &["--tls-mode", "verify-identity", "--tls-ca", &server.tls_ca],
+    );
     assert_eq!(events.len(), 1);
     println!(
         "{}: verify-identity TLS with the test CA works",
@@ -528,14 +498,7 @@ async fn gtid_start(server: &Server, conn: &mut Conn, db: &str) {
     .unwrap();
     let from = format!("gtid:{state}");
     let tables = format!("{db}.composite");
-    let events = tail_json(&[
-        "--source",
-        &server.repl_url,
-        "--from",
-        &from,
-        "--tables",
-        &tables,
-    ]);
+    let events = server.tail(&from, &tables, &[]);
     let ids: Vec<u64> = events
         .iter()
         .map(|e| e["after"]["a"].as_u64().unwrap())
@@ -571,16 +534,7 @@ async fn masking_applies_before_output(server: &Server, conn: &mut Conn, db: &st
     )
     .unwrap();
     let tables = format!("{db}.composite");
-    let events = tail_json(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--source",
-        &server.repl_url,
-        "--from",
-        &from,
-        "--tables",
-        &tables,
-    ]);
+    let events = server.tail(&from, &tables, &["--config", config.to_str().unwrap()]);
     assert_eq!(events.len(), 1);
     let after = events[0]["after"].as_object().unwrap();
     let expected = format!("{:x}", Sha256::digest(b"secret-200"));
@@ -625,14 +579,7 @@ async fn schema_cache_without_full_metadata(server: &Server, conn: &mut Conn, db
         .await
         .unwrap();
     let tables = format!("{db}.minimal");
-    let events = tail_json(&[
-        "--source",
-        &server.repl_url,
-        "--from",
-        &from,
-        "--tables",
-        &tables,
-    ]);
+    let events = server.tail(&from, &tables, &[]);
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["after"]["v"], "one");
     assert_eq!(

@@ -58,6 +58,21 @@ impl Server {
         conn
     }
 
+    /// `cdcd tail --until-end` from `from` over the tables `tables` selects, plus `extra` options,
+    /// as the replication user.
+    pub fn tail(&self, from: &str, tables: &str, extra: &[&str]) -> Vec<Json> {
+        let mut args = vec![
+            "--source",
+            &self.repl_url,
+            "--from",
+            from,
+            "--tables",
+            tables,
+        ];
+        args.extend_from_slice(extra);
+        tail_json(&args)
+    }
+
     /// The current end of the binlog as `file:NAME:POS` for `--from`.
     pub async fn binlog_end(&self, conn: &mut Conn) -> String {
         let statement = if self.mariadb {
