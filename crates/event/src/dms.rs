@@ -23,6 +23,7 @@
 //! | `stream-position` | `<file>:<pos>:<row in txn>:<next pos>:<txn id>:<file>:<txn pos>` |
 //! | `prev-transaction-*` | the previous transaction this writer rendered (0 for the first) |
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::json::{push_f32, push_f64, push_hex, push_i64, push_key, push_str, push_u64};
@@ -118,6 +119,8 @@ pub struct DmsWriter {
     options: DmsOptions,
     current_txn: (u64, u64),
     previous_txn: (u64, u64),
+    /// The escaped column keys of the table rendered last (rows come in runs of one table).
+    keys: Option<(Arc<TableSchema>, Vec<String>)>,
 }
 
 impl DmsWriter {
@@ -126,6 +129,7 @@ impl DmsWriter {
             options,
             current_txn: (0, 0),
             previous_txn: (0, 0),
+            keys: None,
         }
     }
 
@@ -158,13 +162,25 @@ impl DmsWriter {
 
         let start = out.len();
         let table = &event.table;
+        if !matches!(&self.keys, Some((cached, _)) if Arc::ptr_eq(cached, table)) {
+            let keys = table
+                .columns
+                .iter()
+                .map(|c| {
+                    let mut key = String::new();
+                    push_key(&mut key, &c.name);
+                    key
+                })
+                .collect();
+            self.keys = Some((table.clone(), keys));
+        }
         out.push('{');
         // Updates carry the after image; deletes the full old row.
         let data = match event.op {
             Op::Delete => event.before.as_deref(),
             _ => event.after.as_deref(),
         };
-        push_key(out, "data");
+        out.push_str(r#""data":"#);
         self.push_row(out, table, data.unwrap_or(&[]), |_| true);
         if let (Some(before), Op::Update, Some(row)) = (
             &self.options.before_image,
@@ -181,26 +197,26 @@ impl DmsWriter {
             });
         }
         out.push(',');
-        push_key(out, "metadata");
+        out.push_str(r#""metadata":"#);
         out.push('{');
         self.push_common_metadata(out, "data", event.op.as_str());
         let key_type = self.options.partition_key_type;
-        push_key(out, "partition-key-type");
+        out.push_str(r#""partition-key-type":"#);
         push_str(out, key_type.as_str());
         if self.options.include_partition_value {
             out.push(',');
-            push_key(out, "partition-key-value");
+            out.push_str(r#""partition-key-value":"#);
             push_str(out, &self.partition_key(event));
         }
         out.push(',');
-        push_key(out, "schema-name");
+        out.push_str(r#""schema-name":"#);
         push_str(out, &table.schema);
         out.push(',');
-        push_key(out, "table-name");
+        out.push_str(r#""table-name":"#);
         push_str(out, &table.table);
         if event.op != Op::Load {
             out.push(',');
-            push_key(out, "transaction-id");
+            out.push_str(r#""transaction-id":"#);
             push_u64(out, txn_id);
             if self.options.include_transaction_details {
                 self.push_transaction_details(out, &event.source, txn_id);
@@ -223,27 +239,27 @@ impl DmsWriter {
         }
         let start = out.len();
         out.push('{');
-        push_key(out, "control");
+        out.push_str(r#""control":"#);
         out.push('{');
         if let Some(def) = &event.definition {
-            push_key(out, "table-def");
+            out.push_str(r#""table-def":"#);
             push_table_def(out, def);
         }
         out.push_str("},");
-        push_key(out, "metadata");
+        out.push_str(r#""metadata":"#);
         out.push('{');
         self.push_common_metadata(out, "control", event.operation);
-        push_key(out, "partition-key-type");
+        out.push_str(r#""partition-key-type":"#);
         push_str(out, "task-id");
         out.push(',');
         let (schema, table) = match &event.table {
             Some((schema, table)) => (&**schema, &**table),
             None => (&*event.schema, ""),
         };
-        push_key(out, "schema-name");
+        out.push_str(r#""schema-name":"#);
         push_str(out, schema);
         out.push(',');
-        push_key(out, "table-name");
+        out.push_str(r#""table-name":"#);
         push_str(out, table);
         out.push('}');
         if self.options.cdcd_extras {
@@ -267,36 +283,36 @@ impl DmsWriter {
     }
 
     fn push_common_metadata(&self, out: &mut String, record_type: &str, operation: &str) {
-        push_key(out, "timestamp");
+        out.push_str(r#""timestamp":"#);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0);
         push_iso_utc(out, now, 6);
         out.push(',');
-        push_key(out, "record-type");
+        out.push_str(r#""record-type":"#);
         push_str(out, record_type);
         out.push(',');
-        push_key(out, "operation");
+        out.push_str(r#""operation":"#);
         push_str(out, operation);
         out.push(',');
     }
 
     fn push_transaction_details(&self, out: &mut String, source: &Source, txn_id: u64) {
         out.push(',');
-        push_key(out, "transaction-record-id");
+        out.push_str(r#""transaction-record-id":"#);
         push_u64(out, source.row + 1);
         out.push(',');
-        push_key(out, "prev-transaction-id");
+        out.push_str(r#""prev-transaction-id":"#);
         push_u64(out, self.previous_txn.0);
         out.push(',');
-        push_key(out, "prev-transaction-record-id");
+        out.push_str(r#""prev-transaction-record-id":"#);
         push_u64(out, self.previous_txn.1);
         out.push(',');
-        push_key(out, "commit-timestamp");
+        out.push_str(r#""commit-timestamp":"#);
         push_iso_utc(out, source.transaction.commit_ts_us, 6);
         out.push(',');
-        push_key(out, "stream-position");
+        out.push_str(r#""stream-position":"#);
         push_str(
             out,
             &format!(
@@ -317,6 +333,7 @@ impl DmsWriter {
         row: &[Value],
         keep: impl Fn((usize, &Column)) -> bool,
     ) {
+        let keys = self.keys.as_ref().map(|(_, k)| k.as_slice()).unwrap_or_default();
         out.push('{');
         let mut first = true;
         for (i, (column, value)) in table.columns.iter().zip(row).enumerate() {
@@ -331,7 +348,10 @@ impl DmsWriter {
                 out.push(',');
             }
             first = false;
-            push_key(out, &column.name);
+            match keys.get(i) {
+                Some(key) => out.push_str(key),
+                None => push_key(out, &column.name),
+            }
             if rendered_null {
                 out.push_str("null");
             } else {
@@ -426,18 +446,18 @@ fn push_iso_utc(out: &mut String, micros: i64, digits: u8) {
 }
 
 fn push_extras(out: &mut String, source: &Source) {
-    push_key(out, "cdcd");
+    out.push_str(r#""cdcd":"#);
     out.push('{');
-    push_key(out, "event-id");
+    out.push_str(r#""event-id":"#);
     push_str(out, &source.event_id());
     if let Some(gtid) = &source.transaction.gtid {
         out.push(',');
-        push_key(out, "gtid");
+        out.push_str(r#""gtid":"#);
         push_str(out, gtid);
     }
     if let Some(uuid) = &source.transaction.server_uuid {
         out.push(',');
-        push_key(out, "server-uuid");
+        out.push_str(r#""server-uuid":"#);
         push_str(out, uuid);
     }
     out.push('}');
