@@ -333,7 +333,11 @@ impl DmsWriter {
         row: &[Value],
         keep: impl Fn((usize, &Column)) -> bool,
     ) {
-        let keys = self.keys.as_ref().map(|(_, k)| k.as_slice()).unwrap_or_default();
+        let keys = self
+            .keys
+            .as_ref()
+            .map(|(_, k)| k.as_slice())
+            .unwrap_or_default();
         out.push('{');
         let mut first = true;
         for (i, (column, value)) in table.columns.iter().zip(row).enumerate() {
