@@ -17,7 +17,7 @@ use mysql_async::binlog::events::Event;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, OptsBuilder, SslOpts};
 
-use cdcd_event::Flavor;
+use cdcd_event::{Flavor, TableSchema};
 
 use crate::decoder::{Decoder, Gtids, Position, Record};
 use crate::error::{Error, Result};
@@ -232,7 +232,7 @@ impl Replica {
                 Ok(Some(event)) => {
                     failures = 0;
                     if let Some((schema, table)) = self.decoder.wants_schema(&event) {
-                        let definition = load_table(&mut self.schema_conn, &schema, &table).await?;
+                        let definition = self.table_definition(&schema, &table).await?;
                         self.decoder.put_schema(&schema, &table, definition);
                     }
                     // Records go straight into the caller's batch; on an error, none of this
@@ -283,6 +283,18 @@ impl Replica {
         }
     }
 
+    /// A table's definition from `information_schema`. The lookup connection sits idle between
+    /// DDL statements and can be closed by the server (`wait_timeout`): one reconnect and retry.
+    async fn table_definition(&mut self, schema: &str, table: &str) -> Result<Option<TableSchema>> {
+        match load_table(&mut self.schema_conn, schema, table).await {
+            Err(e) if is_connection_loss(&e) => {
+                self.schema_conn = connect(&self.opts).await?;
+                load_table(&mut self.schema_conn, schema, table).await
+            }
+            result => result,
+        }
+    }
+
     /// Gives DDL records the definition of the table they leave behind, from
     /// `information_schema`: as it is when the statement is read, which while catching up on old
     /// binlogs can already include later changes.
@@ -293,7 +305,8 @@ impl Replica {
                 continue;
             };
             if matches!(ddl.operation, "create-table" | "change-columns") {
-                ddl.definition = load_table(&mut self.schema_conn, &schema, &table)
+                ddl.definition = self
+                    .table_definition(&schema, &table)
                     .await?
                     .map(std::sync::Arc::new);
             }
