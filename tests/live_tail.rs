@@ -40,6 +40,7 @@ async fn run_all(server: Server) {
     tls_verification(&server, &mut conn, &db).await;
     silent_connection_is_replaced(&server, &mut conn, &db).await;
     gtid_start(&server, &mut conn, &db).await;
+    checkpoint_resumes_exactly(&server, &mut conn, &db).await;
     masking_applies_before_output(&server, &mut conn, &db).await;
     schema_cache_without_full_metadata(&server, &mut conn, &db).await;
     bad_input(&server, &mut conn, &db).await;
@@ -588,6 +589,70 @@ async fn gtid_start(server: &Server, conn: &mut Conn, db: &str) {
     assert_eq!(ids, [100, 101], "exactly the transactions after {state}");
     println!(
         "{}: --from gtid:{state} gave exactly the 2 later transactions",
+        server.name
+    );
+}
+
+/// `--checkpoint FILE`: each run resumes after the last transaction the previous one printed, so
+/// consecutive runs print every row exactly once; a file-position checkpoint of another server is
+/// refused.
+async fn checkpoint_resumes_exactly(server: &Server, conn: &mut Conn, db: &str) {
+    conn.query_drop(format!("CREATE TABLE {db}.cp (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let from = server.binlog_end(conn).await;
+    let path = std::env::temp_dir().join(format!(
+        "cdcd-{}-{}.checkpoint",
+        server.name,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let checkpoint = path.to_str().unwrap();
+    let tables = format!("{db}.cp");
+    let ids = |events: Vec<Json>| -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| e["after"]["id"].as_u64().unwrap())
+            .collect()
+    };
+    for id in 1..=3 {
+        conn.query_drop(format!("INSERT INTO {db}.cp VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    let first = ids(server.tail(&from, &tables, &["--checkpoint", checkpoint]));
+    assert_eq!(first, [1, 2, 3]);
+    conn.query_drop(format!("INSERT INTO {db}.cp VALUES (4), (5)"))
+        .await
+        .unwrap();
+    // `--from` is the position of the first run; the checkpoint takes precedence.
+    let second = ids(server.tail(&from, &tables, &["--checkpoint", checkpoint]));
+    assert_eq!(second, [4, 5], "exactly the rows after the checkpoint");
+    let third = ids(server.tail(&from, &tables, &["--checkpoint", checkpoint]));
+    assert!(third.is_empty(), "nothing new: {third:?}");
+    let saved: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Started from a file position, the checkpoint is one too (GTID tracking needs a GTID base).
+    assert!(saved["file"].is_string() && saved["pos"].as_u64() > Some(4), "{saved}");
+    if !server.mariadb {
+        let foreign = serde_json::json!({
+            "version": 1, "flavor": "mysql", "server_uuid": "00000000-0000-0000-0000-000000000001",
+            "file": "binlog.000001", "pos": 4, "gtids": null
+        });
+        std::fs::write(&path, foreign.to_string()).unwrap();
+        expect_failure(
+            &[
+                "tail",
+                "--until-end",
+                "--source",
+                &server.repl_url,
+                "--checkpoint",
+                checkpoint,
+            ],
+            "cannot be carried to another server",
+        );
+    }
+    println!(
+        "{}: --checkpoint runs printed 3, then exactly 2, then 0 rows",
         server.name
     );
 }

@@ -70,8 +70,8 @@ pub enum StartFrom {
     Gtid(String),
     /// A binlog file and offset (which must be a transaction boundary).
     File(String, u64),
-    /// A checkpoint.
-    Position(Position),
+    /// A checkpoint, taken on the server with this `server_uuid` (when known).
+    Position(Position, Option<String>),
 }
 
 /// How to connect and what to read.
@@ -144,6 +144,9 @@ impl Replica {
         let opts = connection_opts(&options)?;
         let mut conn = connect(&opts).await?;
         let info = check_server(&mut conn).await?;
+        if let StartFrom::Position(position, taken_on) = &options.start {
+            check_resumable(&info, position, taken_on.as_deref())?;
+        }
         let start = resolve_start(&mut conn, &info, &options.start).await?;
         let decoder = new_decoder(&info, &options, &start);
         let mut replica = Replica {
@@ -588,7 +591,7 @@ async fn resolve_start(conn: &mut Conn, info: &ServerInfo, start: &StartFrom) ->
                 ..end
             }
         }),
-        StartFrom::Position(p) => {
+        StartFrom::Position(p, _) => {
             check_not_purged(conn, info, p).await?;
             Ok(p.clone())
         }
@@ -639,6 +642,33 @@ async fn resolve_start(conn: &mut Conn, info: &ServerInfo, start: &StartFrom) ->
             Ok(position)
         }
     }
+}
+
+/// Refuses a position taken on another kind of server, or on another server when only a file and
+/// offset say where to resume (they mean nothing on a different server; GTIDs do).
+fn check_resumable(info: &ServerInfo, position: &Position, taken_on: Option<&str>) -> Result<()> {
+    let other_flavor = matches!(
+        (&position.gtids, info.flavor),
+        (Gtids::MySql(_), Flavor::MariaDb) | (Gtids::MariaDb(_), Flavor::MySql)
+    );
+    if other_flavor {
+        return Err(Error::Setup(format!(
+            "the start position {} was taken on another kind of server than this {} server",
+            describe(position),
+            info.flavor.as_str()
+        )));
+    }
+    if let (Some(ours), Some(theirs)) = (taken_on, info.server_uuid.as_deref()) {
+        if ours != theirs && position.gtids == Gtids::None {
+            return Err(Error::Setup(format!(
+                "the start position {} is a file position on server {ours}, but the source is \
+                 server {theirs}; a file position cannot be carried to another server (a GTID \
+                 position could): start again with --from, or connect to {ours}",
+                describe(position)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to start from GTIDs whose binlogs the server no longer has.

@@ -1,6 +1,7 @@
 //! `cdcd`: MySQL/MariaDB change data capture. This binary is the edge: command line, configuration,
 //! wiring and error reporting (one clear line per failure, exit code 1).
 
+mod checkpoint;
 mod config;
 mod tail;
 

@@ -7,11 +7,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use cdcd_binlog::{FileReader, Record, Replica, ReplicaOptions, StartFrom, TableFilter};
+use cdcd_binlog::{FileReader, Position, Record, Replica, ReplicaOptions, StartFrom, TableFilter};
 use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
+use cdcd_event::Flavor;
 use cdcd_sink::Masker;
 
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 
 #[derive(Args)]
@@ -41,6 +43,10 @@ pub struct TailArgs {
     /// types you know carry no row changes.
     #[arg(long = "skip-event-type", value_name = "CODE")]
     skip_event_types: Vec<u8>,
+    /// Resume from this checkpoint file (when it exists) and keep it at the last transaction
+    /// whose output was written and flushed.
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    checkpoint: Option<PathBuf>,
     /// Read binlog files instead of a server.
     #[arg(long, num_args = 1.., conflicts_with_all = ["source", "from", "until_end"])]
     file: Vec<PathBuf>,
@@ -83,12 +89,30 @@ pub async fn run(config_path: Option<&Path>, args: TailArgs) -> Result<()> {
     let filter = TableFilter::parse(tables).map_err(|e| anyhow::anyhow!("--tables: {e}"))?;
 
     let masker = Masker::new(&config.masking)?;
-    let (records, writer) = spawn_writer(output, masker);
-    let produced = if args.file.is_empty() {
-        let options = replica_options(&config, args, filter)?;
-        follow_server(options, records).await
+    let (writer, produced) = if args.file.is_empty() {
+        let checkpoint = args.checkpoint.clone();
+        let mut options = replica_options(&config, args, filter)?;
+        if let Some(resume) = checkpoint
+            .as_deref()
+            .map(Checkpoint::load)
+            .transpose()?
+            .flatten()
+        {
+            tracing::info!(position = ?resume.position, "resuming from the checkpoint");
+            options.start = StartFrom::Position(resume.position, resume.server_uuid);
+        }
+        let replica = Replica::connect(options).await?;
+        let target = checkpoint.map(|path| CheckpointTarget {
+            path,
+            flavor: replica.server().flavor,
+            server_uuid: replica.server().server_uuid.clone(),
+        });
+        let (batches, writer) = spawn_writer(output, masker, target);
+        (writer, follow_server(replica, batches).await)
     } else {
-        read_files(&args.file, filter, args.skip_event_types, records).await
+        let (batches, writer) = spawn_writer(output, masker, None);
+        let produced = read_files(&args.file, filter, args.skip_event_types, batches).await;
+        (writer, produced)
     };
     // The writer's error (a closed stdout ends it quietly) explains a failed send; report it first.
     writer
@@ -126,19 +150,46 @@ impl Batches {
 
 const BATCH: usize = 4096;
 
+/// Where `--checkpoint` keeps the position, and the server it belongs to.
+struct CheckpointTarget {
+    path: PathBuf,
+    flavor: Flavor,
+    server_uuid: Option<String>,
+}
+
 fn spawn_writer(
     mut output: Output,
     mut masker: Masker,
+    checkpoint: Option<CheckpointTarget>,
 ) -> (Batches, std::thread::JoinHandle<Result<()>>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
     let (rendered_tx, rendered) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || -> Result<()> {
         let mut stdout = std::io::stdout().lock();
         let mut buf = String::with_capacity(1 << 18);
+        // The last transaction boundary rendered into `buf`, and the last one flushed.
+        let mut rendered: Option<Position> = None;
+        let mut flushed: Option<Position> = None;
+        let save = |rendered: &Option<Position>, flushed: &mut Option<Position>| -> Result<()> {
+            if let (Some(target), Some(position)) = (&checkpoint, rendered) {
+                if flushed.as_ref() != Some(position) {
+                    Checkpoint {
+                        flavor: target.flavor,
+                        server_uuid: target.server_uuid.clone(),
+                        position: position.clone(),
+                    }
+                    .store(&target.path)?;
+                    *flushed = Some(position.clone());
+                }
+            }
+            Ok(())
+        };
         while let Some(mut batch) = rx.blocking_recv() {
             for record in &mut batch {
-                if let Record::Change(event) = record {
-                    masker.mask(event);
+                match record {
+                    Record::Change(event) => masker.mask(event),
+                    Record::Commit(position) => rendered = Some(position.clone()),
+                    _ => {}
                 }
                 output.render(record, &mut buf);
             }
@@ -151,22 +202,20 @@ fn spawn_writer(
                     .and_then(|()| stdout.flush());
                 buf.clear();
                 match written {
-                    Ok(()) => {}
+                    Ok(()) => save(&rendered, &mut flushed)?,
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
                     Err(e) => return Err(e).context("writing to stdout"),
                 }
             }
         }
-        stdout
+        match stdout
             .write_all(buf.as_bytes())
             .and_then(|()| stdout.flush())
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    Ok(())
-                } else {
-                    Err(e).context("writing to stdout")
-                }
-            })
+        {
+            Ok(()) => save(&rendered, &mut flushed),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(e).context("writing to stdout"),
+        }
     });
     (
         Batches {
@@ -204,8 +253,7 @@ async fn read_files(
     Ok(())
 }
 
-async fn follow_server(options: ReplicaOptions, batches: Batches) -> Result<()> {
-    let mut replica = Replica::connect(options).await?;
+async fn follow_server(mut replica: Replica, batches: Batches) -> Result<()> {
     let mut batch = batches.empty();
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
