@@ -632,7 +632,10 @@ async fn checkpoint_resumes_exactly(server: &Server, conn: &mut Conn, db: &str) 
     assert!(third.is_empty(), "nothing new: {third:?}");
     let saved: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     // Started from a file position, the checkpoint is one too (GTID tracking needs a GTID base).
-    assert!(saved["file"].is_string() && saved["pos"].as_u64() > Some(4), "{saved}");
+    assert!(
+        saved["file"].is_string() && saved["pos"].as_u64() > Some(4),
+        "{saved}"
+    );
     if !server.mariadb {
         let foreign = serde_json::json!({
             "version": 1, "flavor": "mysql", "server_uuid": "00000000-0000-0000-0000-000000000001",
