@@ -810,7 +810,22 @@ async fn bad_input(server: &Server, conn: &mut Conn, db: &str) {
         conn.query_drop(format!("SET GLOBAL {setting} = '{value}'"))
             .await
             .unwrap();
-        let result = std::panic::catch_unwind(|| run(tail(&server.repl_url), needle));
+        let result = std::panic::catch_unwind(|| {
+            run(tail(&server.repl_url), needle);
+            // `cdcd check` names the same setting, and fails.
+            let out = support::cdcd(&["check", "--source", &server.repl_url]);
+            let report = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !out.status.success(),
+                "cdcd check passed with {setting}={value}: {report}"
+            );
+            assert!(
+                report
+                    .lines()
+                    .any(|l| l.starts_with("FAIL") && l.contains(setting)),
+                "cdcd check does not name {setting}: {report}"
+            );
+        });
         conn.query_drop(format!("SET GLOBAL {setting} = '{previous}'"))
             .await
             .unwrap();
@@ -818,6 +833,27 @@ async fn bad_input(server: &Server, conn: &mut Conn, db: &str) {
             std::panic::resume_unwind(panic);
         }
     }
+    // `cdcd check` passes on the server as set up, and names missing privileges.
+    let out = support::cdcd(&["check", "--source", &server.repl_url]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cdcd check failed on a good server: {report}"
+    );
+    assert!(report.lines().all(|l| !l.starts_with("FAIL")), "{report}");
+    let out = support::cdcd(&["check", "--source", &server.norepl_url]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        report.lines().any(|l| l.starts_with("FAIL")
+            && l.contains("privileges")
+            && l.contains("REPLICATION SLAVE")),
+        "{report}"
+    );
+    println!(
+        "{}: cdcd check passes here, and names each wrong setting and missing privilege",
+        server.name
+    );
     // A session can still write partial images under a FULL global setting: refused at the event.
     let from = server.binlog_end(conn).await;
     conn.query_drop(format!(

@@ -11,6 +11,7 @@
 //! stops the stream with an [`Error`] that names its file and offset.
 
 mod charset;
+mod check;
 mod ddl;
 mod decoder;
 mod error;
@@ -23,6 +24,7 @@ mod row;
 mod schema;
 mod table;
 
+pub use check::{check_source, Finding, Status};
 pub use decoder::{event_type_name, Decoder, Gtids, Position, Record};
 pub use error::{Error, Location, Result};
 pub use file::FileReader;

@@ -139,8 +139,6 @@ pub struct Replica {
 impl Replica {
     /// Connects, checks the server's settings, resolves the start position and opens the stream.
     pub async fn connect(options: ReplicaOptions) -> Result<Self> {
-        // mysql_async's rustls needs a process-wide crypto provider; a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let opts = connection_opts(&options)?;
         let mut conn = connect(&opts).await?;
         let info = check_server(&mut conn).await?;
@@ -379,7 +377,7 @@ fn new_decoder(info: &ServerInfo, options: &ReplicaOptions, position: &Position)
 
 /// The first row of a query as text columns (NULL as `None`). Typed `FromRow` conversions panic
 /// on a type surprise, and a server's answer is input: it must not crash us.
-async fn first_row(conn: &mut Conn, query: &str) -> Result<Option<Vec<Option<String>>>> {
+pub(crate) async fn first_row(conn: &mut Conn, query: &str) -> Result<Option<Vec<Option<String>>>> {
     let row: Option<mysql_async::Row> = conn
         .query_first(query)
         .await
@@ -396,7 +394,7 @@ async fn first_row(conn: &mut Conn, query: &str) -> Result<Option<Vec<Option<Str
 }
 
 /// One variable (or the first column of the first row) as text.
-async fn first_value(conn: &mut Conn, query: &str) -> Result<Option<String>> {
+pub(crate) async fn first_value(conn: &mut Conn, query: &str) -> Result<Option<String>> {
     Ok(first_row(conn, query)
         .await?
         .and_then(|row| row.into_iter().next().flatten()))
@@ -413,7 +411,7 @@ fn is_connection_loss(error: &Error) -> bool {
     }
 }
 
-fn connection_opts(options: &ReplicaOptions) -> Result<Opts> {
+pub(crate) fn connection_opts(options: &ReplicaOptions) -> Result<Opts> {
     let url = options.url.trim();
     if !url.starts_with("mysql://") {
         return Err(Error::Setup(format!(
@@ -455,7 +453,9 @@ fn connection_opts(options: &ReplicaOptions) -> Result<Opts> {
     Ok(builder.ssl_opts(ssl).into())
 }
 
-async fn connect(opts: &Opts) -> Result<Conn> {
+pub(crate) async fn connect(opts: &Opts) -> Result<Conn> {
+    // mysql_async's rustls needs a process-wide crypto provider; a second install is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let target = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     let user = opts.user().unwrap_or("").to_string();
     match tokio::time::timeout(Duration::from_secs(10), Conn::new(opts.clone())).await {

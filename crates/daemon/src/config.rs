@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+use cdcd_binlog::ReplicaOptions;
 use cdcd_event::dms::{BeforeImage, BeforeImageColumns, DmsOptions, PartitionKeyType};
 use cdcd_sink::MaskingConfig;
 
@@ -105,6 +106,39 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// Command-line overrides of the `[source]` section, shared by the commands that connect.
+#[derive(Debug, clap::Args)]
+pub struct SourceArgs {
+    /// mysql://USER[:PASSWORD]@HOST[:PORT] (default: source.url from the config).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// disabled | preferred | required | verify-ca | verify-identity
+    #[arg(long)]
+    pub tls_mode: Option<String>,
+    /// CA certificate (PEM) that signed the server's certificate.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    /// How to connect: the config's `[source]` with these overrides.
+    pub fn options(self, config: &Config) -> Result<ReplicaOptions> {
+        let source = &config.source;
+        let mut options = ReplicaOptions::new(self.source.unwrap_or_else(|| source.url.clone()));
+        options.password = source.password()?;
+        options.tls_mode = self
+            .tls_mode
+            .as_deref()
+            .unwrap_or(&source.tls_mode)
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--tls-mode: {e}"))?;
+        options.tls_ca = self.tls_ca.or_else(|| source.tls_ca.clone());
+        options.server_id = source.server_id;
+        options.heartbeat = std::time::Duration::from_secs(source.heartbeat_seconds);
+        Ok(options)
     }
 }
 

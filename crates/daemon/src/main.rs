@@ -1,6 +1,7 @@
 //! `cdcd`: MySQL/MariaDB change data capture. This binary is the edge: command line, configuration,
 //! wiring and error reporting (one clear line per failure, exit code 1).
 
+mod check;
 mod checkpoint;
 mod config;
 mod tail;
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// Print every row change as one JSON object per line.
     Tail(tail::TailArgs),
+    /// Check that the source server is ready for change data capture.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Tail(args) => tail::run(cli.config.as_deref(), args).await,
+            Command::Check(args) => check::run(cli.config.as_deref(), args).await,
         }
     });
     match result {

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -14,13 +13,12 @@ use cdcd_event::Flavor;
 use cdcd_sink::Masker;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::Config;
+use crate::config::{Config, SourceArgs};
 
 #[derive(Args)]
 pub struct TailArgs {
-    /// mysql://USER[:PASSWORD]@HOST[:PORT] (default: source.url from the config).
-    #[arg(long)]
-    source: Option<String>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// start | end | gtid:SET | file:NAME:POS
     #[arg(long, default_value = "end")]
     from: String,
@@ -33,12 +31,6 @@ pub struct TailArgs {
     /// Tables to print, as schema.table globs separated by commas.
     #[arg(long)]
     tables: Option<String>,
-    /// disabled | preferred | required | verify-ca | verify-identity
-    #[arg(long)]
-    tls_mode: Option<String>,
-    /// CA certificate (PEM) that signed the server's certificate.
-    #[arg(long)]
-    tls_ca: Option<PathBuf>,
     /// Skip events of this type code instead of stopping on them (repeatable). Only for event
     /// types you know carry no row changes.
     #[arg(long = "skip-event-type", value_name = "CODE")]
@@ -48,7 +40,7 @@ pub struct TailArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "file")]
     checkpoint: Option<PathBuf>,
     /// Read binlog files instead of a server.
-    #[arg(long, num_args = 1.., conflicts_with_all = ["source", "from", "until_end"])]
+    #[arg(long, num_args = 1.., conflicts_with_all = ["from", "until_end"])]
     file: Vec<PathBuf>,
 }
 
@@ -282,17 +274,7 @@ async fn follow_server(mut replica: Replica, batches: Batches) -> Result<()> {
 }
 
 fn replica_options(config: &Config, args: TailArgs, filter: TableFilter) -> Result<ReplicaOptions> {
-    let mut options = ReplicaOptions::new(args.source.unwrap_or(config.source.url.clone()));
-    options.password = config.source.password()?;
-    options.tls_mode = args
-        .tls_mode
-        .as_deref()
-        .unwrap_or(&config.source.tls_mode)
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--tls-mode: {e}"))?;
-    options.tls_ca = args.tls_ca.or(config.source.tls_ca.clone());
-    options.server_id = config.source.server_id;
-    options.heartbeat = Duration::from_secs(config.source.heartbeat_seconds);
+    let mut options = args.source.options(config)?;
     options.filter = filter;
     options.until_end = args.until_end;
     options.start = parse_from(&args.from)?;
