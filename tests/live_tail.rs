@@ -742,19 +742,7 @@ async fn schema_cache_without_full_metadata(server: &Server, conn: &mut Conn, db
     conn.query_drop(format!("ALTER TABLE {db}.minimal ADD COLUMN extra INT"))
         .await
         .unwrap();
-    expect_failure(
-        &[
-            "tail",
-            "--until-end",
-            "--source",
-            &server.repl_url,
-            "--from",
-            &from,
-            "--tables",
-            &tables,
-        ],
-        "columns",
-    );
+    server.tail_fails(&from, &tables, "columns");
     println!(
         "{}: MINIMAL metadata decoded through information_schema; a stale TABLE_MAP is refused",
         server.name
@@ -864,19 +852,7 @@ async fn bad_input(server: &Server, conn: &mut Conn, db: &str) {
     .await
     .unwrap();
     let tables = format!("{db}.composite");
-    expect_failure(
-        &[
-            "tail",
-            "--until-end",
-            "--source",
-            &server.repl_url,
-            "--from",
-            &from,
-            "--tables",
-            &tables,
-        ],
-        "row image holds",
-    );
+    server.tail_fails(&from, &tables, "row image holds");
 }
 
 async fn purged_start_is_refused(server: &Server, conn: &mut Conn) {

@@ -73,6 +73,23 @@ impl Server {
         tail_json(&args)
     }
 
+    /// Expects `cdcd tail --until-end` from `from` over `tables` to fail with `needle`.
+    pub fn tail_fails(&self, from: &str, tables: &str, needle: &str) -> String {
+        expect_failure(
+            &[
+                "tail",
+                "--until-end",
+                "--source",
+                &self.repl_url,
+                "--from",
+                from,
+                "--tables",
+                tables,
+            ],
+            needle,
+        )
+    }
+
     /// The current end of the binlog as `file:NAME:POS` for `--from`.
     pub async fn binlog_end(&self, conn: &mut Conn) -> String {
         let statement = if self.mariadb {

@@ -26,7 +26,9 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::json::{push_f32, push_f64, push_hex, push_i64, push_key, push_str, push_u64};
+use crate::json::{
+    column_keys, push_f32, push_f64, push_hex, push_i64, push_key, push_str, push_u64,
+};
 use crate::model::{ChangeEvent, DdlEvent, Op, Source};
 use crate::value::{
     timestamp_to_datetime, write_special_binary, write_time, Column, ColumnType, TableSchema, Value,
@@ -163,15 +165,7 @@ impl DmsWriter {
         let start = out.len();
         let table = &event.table;
         if !matches!(&self.keys, Some((cached, _)) if Arc::ptr_eq(cached, table)) {
-            let keys = table
-                .columns
-                .iter()
-                .map(|c| {
-                    let mut key = String::new();
-                    push_key(&mut key, &c.name);
-                    key
-                })
-                .collect();
+            let keys = column_keys(&table.columns);
             self.keys = Some((table.clone(), keys));
         }
         out.push('{');

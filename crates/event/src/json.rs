@@ -56,6 +56,18 @@ fn needs_escape(word: u64) -> bool {
     has_zero(word ^ (ONES * b'"' as u64)) | has_zero(word ^ (ONES * b'\\' as u64)) | control != 0
 }
 
+/// Each column's escaped `"name":`, rendered once per table instead of once per row.
+pub(crate) fn column_keys(columns: &[crate::value::Column]) -> Vec<String> {
+    columns
+        .iter()
+        .map(|c| {
+            let mut key = String::new();
+            push_key(&mut key, &c.name);
+            key
+        })
+        .collect()
+}
+
 pub(crate) fn push_key(out: &mut String, key: &str) {
     push_str(out, key);
     out.push(':');

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use crate::json::{push_base64, push_f32, push_f64, push_i64, push_key, push_str, push_u64};
+use crate::json::{
+    column_keys, push_base64, push_f32, push_f64, push_i64, push_key, push_str, push_u64,
+};
 use crate::model::{ChangeEvent, DdlEvent, Source, Transaction};
 use crate::value::{
     timestamp_to_datetime, write_bits, write_special_binary, write_time, Column, ColumnType,
@@ -116,15 +118,7 @@ impl NativeWriter {
                 push_str(&mut head, name);
             }
             head.push_str("],");
-            let keys = table
-                .columns
-                .iter()
-                .map(|c| {
-                    let mut key = String::new();
-                    push_key(&mut key, &c.name);
-                    key
-                })
-                .collect();
+            let keys = column_keys(&table.columns);
             self.table = Some((table.clone(), TableParts { head, keys }));
         }
         &self.table.as_ref().expect("just set").1
