@@ -199,23 +199,20 @@ count() {
 # show_err NAME: the command's stderr, without mysqlbinlog's password-on-the-command-line warning
 show_err() { grep -v 'Using a password on the command line' "$TMP/$1.err" >&2 || true; }
 
-log "counting rows: cdcd tail --format native"
-count native "\"schema\":\"$DB\",\"table\":\"$TABLE\"" "$CDCD" "${CDCD_ARGS[@]}" --format native
-if [ "$CMD_RC" != 0 ]; then show_err native; die "cdcd tail --format native exited $CMD_RC"; fi
-if [ -s "$TMP/native.err" ]; then log "cdcd native stderr:"; show_err native; fi
-if [ "$TOTAL" != "$ROWS" ] || [ "$MATCHED" != "$ROWS" ]; then
-  die "cdcd tail --format native printed $TOTAL lines ($MATCHED for $DB.$TABLE), want $ROWS"
-fi
-log "cdcd native: $TOTAL lines, all for $DB.$TABLE"
-
-log "counting rows: cdcd tail --format dms"
-count dms '{"data":' "$CDCD" "${CDCD_ARGS[@]}" --format dms
-if [ "$CMD_RC" != 0 ]; then show_err dms; die "cdcd tail --format dms exited $CMD_RC"; fi
-if [ -s "$TMP/dms.err" ]; then log "cdcd dms stderr:"; show_err dms; fi
-if [ "$TOTAL" != "$ROWS" ] || [ "$MATCHED" != "$ROWS" ]; then
-  die "cdcd tail --format dms printed $TOTAL lines ($MATCHED data records), want $ROWS"
-fi
-log "cdcd dms: $TOTAL lines"
+# check_cdcd FORMAT PATTERN WHAT: cdcd must print exactly $ROWS lines, all matching PATTERN
+check_cdcd() {
+  local format=$1 pattern=$2 what=$3
+  log "counting rows: cdcd tail --format $format"
+  count "$format" "$pattern" "$CDCD" "${CDCD_ARGS[@]}" --format "$format"
+  if [ "$CMD_RC" != 0 ]; then show_err "$format"; die "cdcd tail --format $format exited $CMD_RC"; fi
+  if [ -s "$TMP/$format.err" ]; then log "cdcd $format stderr:"; show_err "$format"; fi
+  if [ "$TOTAL" != "$ROWS" ] || [ "$MATCHED" != "$ROWS" ]; then
+    die "cdcd tail --format $format printed $TOTAL lines ($MATCHED $what), want $ROWS"
+  fi
+  log "cdcd $format: $TOTAL lines, all $what"
+}
+check_cdcd native "\"schema\":\"$DB\",\"table\":\"$TABLE\"" "for $DB.$TABLE"
+check_cdcd dms '{"data":' "data records"
 
 BASE_OK=1
 log "counting rows: $BASE_NAME"

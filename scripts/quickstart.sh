@@ -46,12 +46,17 @@ sql "INSERT INTO quickstart.users VALUES
      DELETE FROM quickstart.users WHERE id = 2;"
 
 export CDCD_SOURCE__URL=mysql://repl@127.0.0.1:3307 CDCD_SOURCE_PASSWORD=replpw
+# show CONFIG [OPTION...]: the changes of the quickstart, with that config file
+show() {
+  local config=$1; shift
+  "$CDCD" tail --config "$config" --from "$FROM" --until-end --tables 'quickstart.*' "$@"
+}
 echo
 echo "== cdcd tail --from $FROM --until-end --tables 'quickstart.*'   (native format)"
-"$CDCD" tail --config "$ROOT/config.toml" --from "$FROM" --until-end --tables 'quickstart.*'
+show "$ROOT/config.toml"
 echo
 echo "== the same changes with --format dms (what AWS DMS writes to Kinesis)"
-"$CDCD" tail --config "$ROOT/config.toml" --from "$FROM" --until-end --tables 'quickstart.*' --format dms
+show "$ROOT/config.toml" --format dms
 echo
 echo "== with masking rules (what leaves the process when the users table holds personal data)"
 MASKING=$(mktemp --suffix=.toml)
@@ -76,6 +81,6 @@ action = "drop"
 columns = "quickstart.users.address"
 kinds = ["email", "phone", "credit-card", "ssn", "ip"]
 TOML
-CDCD_MASKING_KEY=quickstart-demo-key "$CDCD" tail --config "$MASKING" --from "$FROM" --until-end --tables 'quickstart.*'
+CDCD_MASKING_KEY=quickstart-demo-key show "$MASKING"
 echo
 log "done. Follow live changes with: CDCD_SOURCE__URL=$CDCD_SOURCE__URL CDCD_SOURCE_PASSWORD=replpw $CDCD tail --tables 'quickstart.*'"

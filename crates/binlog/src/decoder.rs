@@ -195,10 +195,6 @@ impl Decoder {
         self.tables.clear();
     }
 
-    pub fn flavor(&self) -> Flavor {
-        self.flavor
-    }
-
     /// The position after the last complete transaction.
     pub fn position(&self) -> Position {
         Position {
@@ -725,8 +721,8 @@ impl Decoder {
             let partial = [&before_bits, &after_bits]
                 .into_iter()
                 .flatten()
-                .find(|bits| bits.iter().any(|present| !present));
-            if let Some(bits) = partial {
+                .find(|image| image.count < columns);
+            if let Some(image) = partial {
                 return Err(Error::decode(
                     at,
                     event_type_name(type_code),
@@ -734,7 +730,7 @@ impl Decoder {
                         "the row image holds {} of {columns} columns: the writing session used \
                          binlog_row_image=MINIMAL or NOBLOB. cdcd needs FULL images; make sure no \
                          session overrides binlog_row_image",
-                        bits.iter().filter(|present| **present).count()
+                        image.count
                     ),
                 ));
             }
@@ -768,13 +764,18 @@ impl Decoder {
             data: rows.rows_data(),
         };
         let err = |e: String| Error::decode(at, event_type_name(type_code), e);
-        let json_columns: Vec<usize> = table
-            .plans
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| matches!(p.layout, crate::table::Layout::Jsonb { .. }))
-            .map(|(i, _)| i)
-            .collect();
+        // Partial updates flag their JSON columns by position among the table's JSON columns.
+        let json_columns: Vec<usize> = if type_code == 39 {
+            table
+                .plans
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| matches!(p.layout, crate::table::Layout::Jsonb { .. }))
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut diffs: Vec<(usize, &[u8])> = Vec::new();
         let txn = self.ensure_transaction(event, at, true);
         let first_row = txn.rows;

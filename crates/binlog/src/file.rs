@@ -68,10 +68,6 @@ impl FileReader {
         Ok(reader)
     }
 
-    pub fn decoder(&self) -> &Decoder {
-        &self.decoder
-    }
-
     fn open_next(&mut self) -> Result<bool> {
         let Some(path) = self.paths.pop_front() else {
             self.current = None;

@@ -46,23 +46,8 @@ impl GtidSet {
         *intervals = merged;
     }
 
-    pub fn contains(&self, uuid: &str, tag: &str, gno: u64) -> bool {
-        self.sources
-            .get(&(uuid.to_ascii_lowercase(), tag.to_ascii_lowercase()))
-            .is_some_and(|iv| iv.iter().any(|&(s, e)| s <= gno && gno < e))
-    }
-
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
-    }
-
-    /// Adds every transaction of `other`.
-    pub fn union(&mut self, other: &GtidSet) {
-        for ((uuid, tag), intervals) in &other.sources {
-            for &(s, e) in intervals {
-                self.add_interval(uuid, tag, s, e);
-            }
-        }
     }
 
     /// The transactions of `self` that are not in `other`.
@@ -171,25 +156,6 @@ impl MariaGtidList {
     pub fn is_empty(&self) -> bool {
         self.domains.is_empty()
     }
-
-    /// The domains where `self` is behind `other`'s sequence numbers (`other` is newer).
-    pub fn behind(&self, other: &MariaGtidList) -> Vec<String> {
-        other
-            .domains
-            .iter()
-            .filter(|(d, (_, seq))| self.domains.get(d).is_none_or(|(_, mine)| mine < seq))
-            .map(|(d, (s, q))| format!("{d}-{s}-{q}"))
-            .collect()
-    }
-
-    /// Domains where `self` is older than what `purged` says is gone.
-    pub fn seq(&self, domain: u32) -> Option<u64> {
-        self.domains.get(&domain).map(|(_, s)| *s)
-    }
-
-    pub fn domains(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
-        self.domains.iter().map(|(d, (s, q))| (*d, *s, *q))
-    }
 }
 
 impl fmt::Display for MariaGtidList {
@@ -250,7 +216,6 @@ mod tests {
         set.add(U, "", 6);
         set.add(U, "ETL", 3);
         assert_eq!(set.to_string(), format!("{U}:1-7,{U}:etl:1-3"));
-        assert!(set.contains(U, "", 7) && !set.contains(U, "", 8));
     }
 
     #[test]
@@ -275,7 +240,5 @@ mod tests {
     fn mariadb_lists_round_trip() {
         let list: MariaGtidList = "0-1-100,2-5-7".parse().unwrap();
         assert_eq!(list.to_string(), "0-1-100,2-5-7");
-        let newer: MariaGtidList = "0-1-120".parse().unwrap();
-        assert_eq!(list.behind(&newer), vec!["0-1-120".to_string()]);
     }
 }

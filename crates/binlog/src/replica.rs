@@ -165,11 +165,6 @@ impl Replica {
         &self.info
     }
 
-    /// The position after the last transaction whose commit was returned.
-    pub fn committed(&self) -> &Position {
-        &self.committed
-    }
-
     async fn open_stream(&mut self) -> Result<()> {
         let mut conn = connect(&self.opts).await?;
         let from = self.committed.clone();

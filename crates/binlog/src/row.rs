@@ -57,10 +57,18 @@ impl<'a> Cursor<'a> {
 }
 
 /// Which columns an image holds, as a bitmap in column order.
-pub(crate) fn present_columns(bits: impl Iterator<Item = bool>, count: usize) -> Vec<bool> {
-    let mut present: Vec<bool> = bits.take(count).collect();
-    present.resize(count, false);
-    present
+pub(crate) struct ImageColumns {
+    pub present: Vec<bool>,
+    /// How many are present: the size of each row's null bitmap.
+    pub count: usize,
+}
+
+/// Which columns an image holds, from a rows event's bitmap; computed once per event.
+pub(crate) fn present_columns(bits: impl Iterator<Item = bool>, columns: usize) -> ImageColumns {
+    let mut present: Vec<bool> = bits.take(columns).collect();
+    present.resize(columns, false);
+    let count = present.iter().filter(|p| **p).count();
+    ImageColumns { present, count }
 }
 
 /// Decodes one row image: one value per table column, [`Value::Absent`] for columns the image
@@ -68,13 +76,13 @@ pub(crate) fn present_columns(bits: impl Iterator<Item = bool>, count: usize) ->
 /// raw diffs are returned for the caller to apply to the before image.
 pub(crate) fn decode_image<'a>(
     cursor: &mut Cursor<'a>,
-    present: &[bool],
+    image: &ImageColumns,
     table: &TableDecoder,
     partial_json: &[bool],
     diffs: &mut Vec<(usize, &'a [u8])>,
 ) -> Result<Vec<Value>, String> {
-    let n_present = present.iter().filter(|p| **p).count();
-    let nulls = cursor.take(n_present.div_ceil(8))?;
+    let present = &image.present;
+    let nulls = cursor.take(image.count.div_ceil(8))?;
     let mut out = Vec::with_capacity(table.plans.len());
     let mut k = 0;
     for (i, plan) in table.plans.iter().enumerate() {

@@ -12,8 +12,7 @@ use crate::json::{
 };
 use crate::model::{ChangeEvent, DdlEvent, Source, Transaction};
 use crate::value::{
-    timestamp_to_datetime, write_bits, write_special_binary, write_time, Column, ColumnType,
-    TableSchema, Value,
+    timestamp_to_datetime, write_bits, write_special_binary, write_time, Column, TableSchema, Value,
 };
 
 /// Renders events as native JSON.
@@ -297,19 +296,11 @@ fn push_set(out: &mut String, column: &Column, mask: u64) {
     out.push(']');
 }
 
-/// Whether a column's native encoding is base64 (for consumers that decode by type).
-pub fn is_base64(kind: ColumnType) -> bool {
-    matches!(
-        kind,
-        ColumnType::Binary | ColumnType::VarBinary | ColumnType::Blob | ColumnType::Geometry
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Flavor, Op};
-    use crate::value::{Date, DateTime};
+    use crate::value::{ColumnType, Date, DateTime};
 
     fn column(name: &str, kind: ColumnType) -> Column {
         let mut c = Column::unnamed(0, kind);

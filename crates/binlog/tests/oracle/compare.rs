@@ -998,18 +998,11 @@ pub fn column_summary(column: &Column) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn column(kind: ColumnType) -> Column {
         Column {
             name: "c".into(),
-            kind,
-            unsigned: false,
-            nullable: true,
-            width: 0,
-            scale: 0,
-            elements: Arc::from(Vec::new()),
-            collation: 0,
+            ..Column::unnamed(0, kind)
         }
     }
 
