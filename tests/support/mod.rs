@@ -410,18 +410,28 @@ pub fn hex_upper(bytes: Vec<u8>) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-/// Runs `cdcd` and returns its stdout, stderr, success and peak resident memory in MiB, read from
-/// that one process's rusage (other tests run their own children at the same time).
-// The child is reaped by `wait4` (which also gives its rusage), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
-pub fn cdcd_measured(args: &[&str]) -> (Vec<u8>, String, bool, f64) {
-    use std::os::unix::process::ExitStatusExt;
+/// What [`cdcd_measured`] observed: the file holding stdout (read it as a stream; it can be far
+/// larger than the process that wrote it), stderr, success and peak resident memory in MiB.
+pub struct Measured {
+    pub stdout: std::path::PathBuf,
+    pub stderr: String,
+    pub success: bool,
+    pub peak_rss_mib: f64,
+}
+
+/// Runs `cdcd` and measures its peak resident memory from `VmHWM` in `/proc/<pid>/status`.
+///
+/// Not from `wait4`'s rusage: Linux seeds a child's `ru_maxrss` with the parent's high-water mark
+/// when the child execs (the parent here is the test binary, which other tests make large), so
+/// rusage reports the test's memory, not cdcd's. `VmHWM` belongs to the exec'd image alone and
+/// only grows, so polling it misses at most the growth of the last poll interval.
+pub fn cdcd_measured(args: &[&str]) -> Measured {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("cdcd-measured-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
-    let child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cdcd"))
         .args(args)
         .env_remove("CDCD_SOURCE_PASSWORD")
         .stdin(Stdio::null())
@@ -429,17 +439,31 @@ pub fn cdcd_measured(args: &[&str]) -> (Vec<u8>, String, bool, f64) {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .expect("run cdcd");
-    let mut status = 0;
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: wait4 writes the exit status and the child's rusage into the pointers we pass.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, usage.as_mut_ptr()) };
-    assert_eq!(pid, child.id() as i32, "wait4");
-    // SAFETY: initialised by the successful call above.
-    let usage = unsafe { usage.assume_init() };
-    let success = std::process::ExitStatus::from_raw(status).success();
-    let stdout = std::fs::read(&out_path).unwrap();
-    let stderr = std::fs::read_to_string(&err_path).unwrap();
-    (stdout, stderr, success, usage.ru_maxrss as f64 / 1024.0)
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        // A zombie has no VmHWM line; the last reading before it is kept.
+        if let Some(kib) = std::fs::read_to_string(&status_path)
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait for cdcd") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(peak_kib > 0, "never read VmHWM of cdcd");
+    Measured {
+        stdout: out_path,
+        stderr: std::fs::read_to_string(&err_path).unwrap(),
+        success: status.success(),
+        peak_rss_mib: peak_kib as f64 / 1024.0,
+    }
 }
 
 /// A TCP proxy to a server that, once, stops forwarding a connection in both directions after it
