@@ -291,6 +291,28 @@ impl Replica {
         }
     }
 
+    /// The definitions of the existing base tables the filter selects, system schemas left out.
+    pub async fn captured_tables(&mut self) -> Result<Vec<TableSchema>> {
+        let names: Vec<(String, String)> = self
+            .schema_conn
+            .query(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN \
+                 ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2",
+            )
+            .await
+            .map_err(Error::server(
+                "listing tables in information_schema (grant SELECT on them to the replication user)",
+            ))?;
+        let mut tables = Vec::new();
+        for (schema, table) in names {
+            if self.options.filter.matches(&schema, &table) {
+                tables.extend(self.table_definition(&schema, &table).await?);
+            }
+        }
+        Ok(tables)
+    }
+
     /// Gives DDL records the definition of the table they leave behind, from
     /// `information_schema`: as it is when the statement is read, which while catching up on old
     /// binlogs can already include later changes.

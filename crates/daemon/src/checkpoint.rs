@@ -1,19 +1,30 @@
 //! Checkpoints: where a reader resumes after a stop.
 //!
-//! A checkpoint is always a transaction boundary whose output is durable (for `cdcd tail`: written
-//! and flushed to stdout). It records the server flavor and identity with the position, so that the
-//! reader can refuse to apply it to a different server by file and offset. The file is replaced
-//! atomically: written to a temporary file, synced, renamed over the old one, and the directory
-//! synced, so a crash leaves either the old or the new checkpoint, never a torn one.
+//! A checkpoint is always a transaction boundary whose output is durable: for `cdcd tail`, written
+//! and flushed to stdout; for `cdcd run`, every object holding a change up to it is in the lake.
+//! It records the server flavor and identity with the position, so that the reader can refuse to
+//! apply it to a different server by file and offset.
+//!
+//! Storage is atomic. A local file is written to a temporary file, synced, renamed over the old
+//! one and its directory synced, so a crash leaves the old or the new checkpoint, never a torn
+//! one; a lock on `<file>.lock` keeps a second process away. An S3 object is replaced with a
+//! conditional PUT (`If-Match` the version read, `If-None-Match: *` for the first), so two
+//! processes cannot both advance it: the second to write fails.
+//!
+//! Single writer: `cdcd run` records its identity (`owner`) and the time in every write and
+//! writes at least every `checkpoint.interval_seconds`. A checkpoint another owner wrote less than
+//! `checkpoint.lease_seconds` ago means that process is alive, and `cdcd run` refuses to start.
+//! A clean stop releases the checkpoint (writes it without an owner).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use cdcd_binlog::{Gtids, Position};
 use cdcd_event::Flavor;
+use cdcd_sink::{S3Config, Store, StoreError, Version};
 
 /// A resumable position and the server it belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,20 +37,27 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Reads a checkpoint file; `None` when it does not exist yet.
     pub fn load(path: &Path) -> Result<Option<Checkpoint>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(e).with_context(|| format!("reading checkpoint {}", path.display()))
-            }
-        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(Self::parse(&text, &path.display().to_string())?.0)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading checkpoint {}", path.display())),
+        }
+    }
+
+    /// Replaces the checkpoint file atomically.
+    pub fn store(&self, path: &Path) -> Result<()> {
+        cdcd_sink::store::write_atomically(path, self.to_json(None).as_bytes())
+            .with_context(|| format!("writing checkpoint {}", path.display()))
+    }
+
+    /// The checkpoint and its lease: who wrote it, and when (seconds since the epoch).
+    fn parse(text: &str, location: &str) -> Result<(Checkpoint, Option<Lease>)> {
         let bad = |what: &str| {
             anyhow::anyhow!(
-                "checkpoint {} is not a cdcd checkpoint ({what}); remove it to start over",
-                path.display()
+                "checkpoint {location} is not a cdcd checkpoint ({what}); remove it to start over"
             )
         };
-        let value: Value = serde_json::from_str(&text).map_err(|_| bad("not JSON"))?;
+        let value: Value = serde_json::from_str(text).map_err(|_| bad("not JSON"))?;
         let flavor = match value["flavor"].as_str() {
             Some("mysql") => Flavor::MySql,
             Some("mariadb") => Flavor::MariaDb,
@@ -57,50 +75,194 @@ impl Checkpoint {
                 Gtids::MariaDb(list.parse().map_err(|_| bad("gtids"))?)
             }
         };
-        Ok(Some(Checkpoint {
+        let lease = match (value["owner"].as_str(), value["written_at"].as_u64()) {
+            (Some(owner), Some(at)) => Some(Lease {
+                owner: owner.to_string(),
+                written_at: at,
+            }),
+            _ => None,
+        };
+        let checkpoint = Checkpoint {
             flavor,
             server_uuid: value["server_uuid"].as_str().map(str::to_string),
             position: Position { file, pos, gtids },
-        }))
+        };
+        Ok((checkpoint, lease))
     }
 
-    /// Replaces the checkpoint file atomically.
-    pub fn store(&self, path: &Path) -> Result<()> {
+    fn to_json(&self, owner: Option<&str>) -> String {
         let gtids = match &self.position.gtids {
             Gtids::None => Value::Null,
             gtids => Value::String(gtids.to_string()),
         };
-        let text = json!({
+        let mut text = json!({
             "version": 1,
             "flavor": self.flavor.as_str(),
             "server_uuid": self.server_uuid,
             "file": self.position.file,
             "pos": self.position.pos,
             "gtids": gtids,
+            "owner": owner,
+            "written_at": now(),
         })
         .to_string();
-        let temporary = temporary_path(path);
-        let context = || format!("writing checkpoint {}", path.display());
-        let mut file = std::fs::File::create(&temporary).with_context(context)?;
-        file.write_all(text.as_bytes()).with_context(context)?;
-        file.write_all(b"\n").with_context(context)?;
-        file.sync_all().with_context(context)?;
-        std::fs::rename(&temporary, path).with_context(context)?;
-        let directory = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(directory)
-            .and_then(|dir| dir.sync_all())
-            .with_context(context)?;
-        Ok(())
+        text.push('\n');
+        text
     }
 }
 
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+struct Lease {
+    owner: String,
+    written_at: u64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// Where `cdcd run` keeps its checkpoint, held by this process alone.
+pub struct CheckpointStore {
+    place: Place,
+    /// Identifies this process in the lease: host, pid and start time.
+    owner: String,
+    lease_seconds: u64,
+}
+
+enum Place {
+    /// A local file and the lock that keeps other processes away from it.
+    File { path: PathBuf, _lock: std::fs::File },
+    /// An object, and the version this process last read or wrote.
+    Object {
+        store: Store,
+        key: String,
+        version: Option<Version>,
+    },
+}
+
+impl CheckpointStore {
+    /// Opens the checkpoint at `url` (`s3://bucket/key`, `file:///path` or a path).
+    pub async fn open(url: &str, s3: &S3Config, lease_seconds: u64) -> Result<CheckpointStore> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let owner = format!("{}:{}:{}", host.trim(), std::process::id(), now());
+        let place = if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if key.is_empty() || key.ends_with('/') {
+                bail!("checkpoint.url {url}: name the object, e.g. s3://{bucket}/cdcd/checkpoint.json");
+            }
+            Place::Object {
+                store: Store::open(&format!("s3://{bucket}"), s3).await?,
+                key: key.to_string(),
+                version: None,
+            }
+        } else {
+            let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("checkpoint.url: cannot create {}", dir.display()))?;
+            }
+            let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .with_context(|| format!("checkpoint.url: cannot open {}", lock_path.display()))?;
+            if lock.try_lock().is_err() {
+                bail!(
+                    "checkpoint {} is locked by another cdcd process ({} is held): one process per \
+                     source and checkpoint; stop the other one first",
+                    path.display(),
+                    lock_path.display()
+                );
+            }
+            Place::File { path, _lock: lock }
+        };
+        Ok(CheckpointStore {
+            place,
+            owner,
+            lease_seconds,
+        })
+    }
+
+    pub fn location(&self) -> String {
+        match &self.place {
+            Place::File { path, .. } => path.display().to_string(),
+            Place::Object { store, key, .. } => store.location(key),
+        }
+    }
+
+    /// Reads the checkpoint; `None` before the first one. Refuses one that another live
+    /// process holds.
+    pub async fn load(&mut self) -> Result<Option<Checkpoint>> {
+        let location = self.location();
+        let text = match &mut self.place {
+            Place::File { path, .. } => match std::fs::read_to_string(&*path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("reading checkpoint {location}")),
+            },
+            Place::Object {
+                store,
+                key,
+                version,
+            } => match store
+                .get(key)
+                .await
+                .with_context(|| format!("reading checkpoint {location}"))?
+            {
+                Some((body, read)) => {
+                    *version = Some(read);
+                    String::from_utf8(body).unwrap_or_default()
+                }
+                None => return Ok(None),
+            },
+        };
+        let (checkpoint, lease) = Checkpoint::parse(&text, &location)?;
+        // A local file's lock already proves that its holder is gone; an object needs the lease.
+        let lease = lease.filter(|_| matches!(self.place, Place::Object { .. }));
+        if let Some(lease) = lease {
+            let age = now().saturating_sub(lease.written_at);
+            if lease.owner != self.owner && age < self.lease_seconds {
+                bail!(
+                    "checkpoint {location} is held by another cdcd ({}), which wrote it {age} s ago: \
+                     only one process may follow a source into one checkpoint. Stop the other \
+                     one; if it is gone, start again after checkpoint.lease_seconds ({} s)",
+                    lease.owner,
+                    self.lease_seconds
+                );
+            }
+        }
+        Ok(Some(checkpoint))
+    }
+
+    /// Writes `checkpoint` as held by this process (`release`: as held by nobody).
+    pub async fn save(&mut self, checkpoint: &Checkpoint, release: bool) -> Result<()> {
+        let location = self.location();
+        let text = checkpoint.to_json((!release).then_some(self.owner.as_str()));
+        match &mut self.place {
+            Place::File { path, .. } => cdcd_sink::store::write_atomically(path, text.as_bytes())
+                .with_context(|| format!("writing checkpoint {location}")),
+            Place::Object {
+                store,
+                key,
+                version,
+            } => match store.put_if(key, text.into_bytes(), version.as_ref()).await {
+                Ok(written) => {
+                    *version = Some(written);
+                    Ok(())
+                }
+                Err(StoreError::Conflict { .. }) => bail!(
+                    "checkpoint {location} was written by another process since this one \
+                         read it: another cdcd follows the same source into the same checkpoint. \
+                         Stopping; run one process per source"
+                ),
+                Err(e) => Err(e).with_context(|| format!("writing checkpoint {location}")),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +286,6 @@ mod tests {
         };
         checkpoint.store(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), Some(checkpoint.clone()));
-        assert!(!temporary_path(&path).exists());
         std::fs::write(&path, "garbage").unwrap();
         let err = Checkpoint::load(&path).unwrap_err().to_string();
         assert!(err.contains("remove it"), "{err}");

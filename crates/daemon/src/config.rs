@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use cdcd_binlog::ReplicaOptions;
 use cdcd_event::dms::{BeforeImage, BeforeImageColumns, DmsOptions, PartitionKeyType};
-use cdcd_sink::MaskingConfig;
+use cdcd_sink::{LakeConfig, MaskingConfig};
 
 const DEFAULTS: &str = include_str!("../../../config.toml");
 
@@ -23,6 +23,30 @@ pub struct Config {
     pub dms: DmsConfig,
     #[serde(default)]
     pub masking: MaskingConfig,
+    pub run: RunConfig,
+    pub lake: LakeConfig,
+    pub checkpoint: CheckpointConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Where the first run starts (later runs resume from the checkpoint): start | end |
+    /// gtid:SET | file:NAME:POS.
+    pub start: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// `s3://bucket/key`, `file:///path` or a path; empty: `_cdcd/checkpoint-<server_id>.json`
+    /// in the lake.
+    pub url: String,
+    /// How often an idle or fully filtered source still writes the checkpoint.
+    pub interval_seconds: u64,
+    /// A checkpoint written by another process less than this long ago means that process
+    /// still runs: cdcd refuses to start beside it.
+    pub lease_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +119,17 @@ impl Config {
         let heartbeat = self.source.heartbeat_seconds;
         if !(1..=3600).contains(&heartbeat) {
             bail!("config: source.heartbeat_seconds = {heartbeat}: use 1 to 3600");
+        }
+        let checkpoint = &self.checkpoint;
+        if checkpoint.interval_seconds == 0
+            || checkpoint.lease_seconds < 2 * checkpoint.interval_seconds
+        {
+            bail!(
+                "config: checkpoint.interval_seconds = {} and checkpoint.lease_seconds = {}: the \
+                 interval must be at least 1 and the lease at least twice the interval",
+                checkpoint.interval_seconds,
+                checkpoint.lease_seconds
+            );
         }
         if matches!(
             self.dms.before_image_field.as_str(),

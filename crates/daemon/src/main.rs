@@ -1,9 +1,12 @@
 //! `cdcd`: MySQL/MariaDB change data capture. This binary is the edge: command line, configuration,
 //! wiring and error reporting (one clear line per failure, exit code 1).
 
+mod athena;
 mod check;
 mod checkpoint;
 mod config;
+mod notify;
+mod run;
 mod tail;
 
 use std::path::PathBuf;
@@ -32,6 +35,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Follow the source into the lake (masked, Hive-partitioned Parquet in S3 or a directory),
+    /// resuming from the checkpoint.
+    Run(run::RunArgs),
+    /// Print the Athena DDL for the lake's tables.
+    AthenaDdl(athena::AthenaArgs),
     /// Print every row change as one JSON object per line.
     Tail(tail::TailArgs),
     /// Check that the source server is ready for change data capture.
@@ -45,6 +53,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -60,6 +69,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Run(args) => run::run(cli.config.as_deref(), args).await,
+            Command::AthenaDdl(args) => athena::run(cli.config.as_deref(), args).await,
             Command::Tail(args) => tail::run(cli.config.as_deref(), args).await,
             Command::Check(args) => check::run(cli.config.as_deref(), args).await,
         }

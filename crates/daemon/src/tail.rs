@@ -282,7 +282,7 @@ fn replica_options(config: &Config, args: TailArgs, filter: TableFilter) -> Resu
     Ok(options)
 }
 
-fn parse_from(from: &str) -> Result<StartFrom> {
+pub(crate) fn parse_from(from: &str) -> Result<StartFrom> {
     Ok(match from {
         "start" => StartFrom::Start,
         "end" => StartFrom::End,

@@ -50,6 +50,58 @@ pub enum Value {
     Geometry(Vec<u8>),
 }
 
+impl Value {
+    /// Appends the value as plain text, the way `mysql` prints it (ENUM and SET by name, BIT as
+    /// binary digits, MariaDB UUID/INET as their usual text). Returns false, appending nothing,
+    /// for values that have no text form: NULL, absent, and raw bytes.
+    pub fn write_text(&self, column: &Column, out: &mut String) -> bool {
+        match self {
+            Value::Absent | Value::Null | Value::Geometry(_) => return false,
+            Value::Bytes(bytes) => return write_special_binary(out, column.kind, bytes),
+            Value::Int(v) => out.push_str(itoa::Buffer::new().format(*v)),
+            Value::UInt(v) => out.push_str(itoa::Buffer::new().format(*v)),
+            Value::Decimal(text)
+            | Value::String(text)
+            | Value::Json(text)
+            | Value::JsonDiff(text) => out.push_str(text),
+            Value::Float(v) => out.push_str(ryu::Buffer::new().format(*v)),
+            Value::Double(v) => out.push_str(ryu::Buffer::new().format(*v)),
+            Value::Date(d) => d.write(out),
+            Value::Time(micros) => write_time(out, *micros, column.scale),
+            Value::DateTime(dt) => dt.write(out, ' ', column.scale),
+            Value::Timestamp(0) => {
+                out.push_str("0000-00-00 00:00:00");
+                write_fraction(out, 0, column.scale);
+            }
+            Value::Timestamp(micros) => {
+                timestamp_to_datetime(*micros).write(out, ' ', column.scale)
+            }
+            Value::Year(y) => push_padded(out, u64::from(*y), 4),
+            Value::Enum(index) => match column.enum_name(*index) {
+                Some(name) => out.push_str(name),
+                None => out.push_str(itoa::Buffer::new().format(*index)),
+            },
+            Value::Set(mask) => {
+                let mut first = true;
+                for (i, name) in column.elements.iter().enumerate().take(64) {
+                    if mask >> i & 1 == 1 {
+                        if !first {
+                            out.push(',');
+                        }
+                        first = false;
+                        out.push_str(name);
+                    }
+                }
+                if column.elements.is_empty() && *mask != 0 {
+                    out.push_str(itoa::Buffer::new().format(*mask));
+                }
+            }
+            Value::Bit(bits) => write_bits(out, *bits, column.width),
+        }
+        true
+    }
+}
+
 /// A calendar date as MySQL stores it; zero parts are allowed (`0000-00-00`, `2024-00-00`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Date {

@@ -30,7 +30,6 @@ use regex::Regex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use cdcd_event::native::push_value;
 use cdcd_event::pattern::glob_match;
 use cdcd_event::{ChangeEvent, Column, ColumnType, TableSchema, Value};
 
@@ -362,6 +361,14 @@ impl Masker {
         event.table = plan.masked.clone();
     }
 
+    /// The table as its masked events describe it: dropped columns gone, masked ones text.
+    pub fn masked_table(&self, table: &Arc<TableSchema>) -> Arc<TableSchema> {
+        if self.rules.is_empty() && self.detectors.is_empty() {
+            return table.clone();
+        }
+        self.plan(table).masked
+    }
+
     fn plan(&self, table: &Arc<TableSchema>) -> TablePlan {
         let mut columns = Vec::with_capacity(table.columns.len());
         let mut masked_columns = Vec::with_capacity(table.columns.len());
@@ -529,17 +536,13 @@ fn as_text_column(column: &Column) -> Column {
 
 /// The value as text: strings as they are, everything else in its native rendering.
 fn value_text(column: &Column, value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => {
-            let mut text = String::new();
-            push_value(&mut text, column, other);
-            match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-                Some(inner) => inner.to_string(),
-                None => text,
-            }
+    let mut text = String::new();
+    if !value.write_text(column, &mut text) {
+        if let Value::Bytes(bytes) | Value::Geometry(bytes) = value {
+            text = String::from_utf8_lossy(bytes).into_owned();
         }
     }
+    text
 }
 
 /// The bytes that are hashed: UTF-8 text, or the raw bytes of binary values.

@@ -1,0 +1,328 @@
+//! `cdcd run`: follow the source into the lake, resuming from the checkpoint.
+//!
+//! Three stages joined by bounded queues, so that a slow store slows the reader down instead of
+//! filling memory:
+//!
+//! ```text
+//! reader (async)  --records-->  lake thread  --flushes-->  uploader (async)
+//! binlog events                 masks, buffers, encodes    puts objects, then the checkpoint
+//! ```
+//!
+//! Acknowledgement is end to end: a flush carries the transaction boundary its objects complete,
+//! and the uploader writes that boundary as the checkpoint only after every object of the flush
+//! (and of all flushes before it) is durable. A crash anywhere loses no change: the next run
+//! resumes at the checkpoint and rewrites the same objects (see `cdcd_sink::lake`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+
+use cdcd_binlog::{Position, Record, Replica, StartFrom, TableFilter};
+use cdcd_event::Flavor;
+use cdcd_sink::{Lake, Masker, Object, Store};
+
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::config::{Config, SourceArgs};
+use crate::notify;
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Stop once caught up with the end of the binlog (backfills, tests, benchmarks).
+    #[arg(long)]
+    until_end: bool,
+}
+
+/// Objects to write, and the transaction boundary to checkpoint once they are durable (`None`
+/// for the parts of a transaction too large to buffer, which complete no boundary).
+struct Flush {
+    objects: Vec<Object>,
+    checkpoint: Option<Position>,
+}
+
+/// Concurrent PUTs per flush.
+const PARALLEL_PUTS: usize = 8;
+
+pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let mut masker = Masker::new(&config.masking)?;
+    let lake = Lake::new(&config.lake)?;
+    let store = Store::open(&config.lake.url, &config.lake.s3).await?;
+    store
+        .probe()
+        .await
+        .with_context(|| format!("lake.url {}: cdcd cannot write there", config.lake.url))?;
+    let checkpoint_url = checkpoint_url(&config);
+    let mut checkpoints = CheckpointStore::open(
+        &checkpoint_url,
+        &config.lake.s3,
+        config.checkpoint.lease_seconds,
+    )
+    .await?;
+    let resume = checkpoints.load().await?;
+
+    let filter = TableFilter::parse(&config.source.tables)
+        .map_err(|e| anyhow::anyhow!("source.tables: {e}"))?;
+    let mut options = args.source.options(&config)?;
+    options.filter = filter;
+    options.until_end = args.until_end;
+    options.start = match &resume {
+        Some(checkpoint) => {
+            tracing::info!(
+                checkpoint = %checkpoints.location(),
+                file = %checkpoint.position.file,
+                pos = checkpoint.position.pos,
+                gtids = %checkpoint.position.gtids,
+                "resuming from the checkpoint"
+            );
+            StartFrom::Position(checkpoint.position.clone(), checkpoint.server_uuid.clone())
+        }
+        None => crate::tail::parse_from(&config.run.start).context("run.start")?,
+    };
+    let mut replica = Replica::connect(options).await?;
+    let tables = replica.captured_tables().await?;
+    let unmatched = masker.unmatched(&tables);
+    if !unmatched.is_empty() {
+        bail!(
+            "masking: {} select no column of the {} captured tables; fix the pattern \
+             (schema.table.column globs) or remove the rule",
+            unmatched.join(", "),
+            tables.len()
+        );
+    }
+    let server = replica.server().clone();
+    tracing::info!(
+        lake = %config.lake.url,
+        checkpoint = %checkpoints.location(),
+        tables = tables.len(),
+        "connected to {} {}; writing the lake",
+        server.flavor.as_str(),
+        server.version
+    );
+    notify::ready();
+    let watchdog = notify::spawn_watchdog();
+
+    let (records_tx, records_rx) = mpsc::channel::<Vec<Record>>(4);
+    let (flush_tx, flush_rx) = mpsc::channel::<Flush>(2);
+    let interval = Duration::from_secs(config.checkpoint.interval_seconds);
+    let runtime = tokio::runtime::Handle::current();
+    let lake_thread = std::thread::Builder::new()
+        .name("lake".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            cut_objects(records_rx, flush_tx, lake, &mut masker, interval)
+        })
+        .context("starting the lake thread")?;
+    let identity = (server.flavor, server.server_uuid.clone());
+    let uploader = tokio::spawn(upload(flush_rx, store, checkpoints, identity));
+
+    let read = read(replica, records_tx).await;
+    let cut = lake_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the lake thread panicked"))?;
+    let uploaded = uploader.await.context("the uploader panicked")?;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    notify::stopping();
+    // The uploader's error explains why the stages before it stopped; report it first.
+    uploaded?;
+    cut?;
+    read
+}
+
+fn checkpoint_url(config: &Config) -> String {
+    if !config.checkpoint.url.is_empty() {
+        return config.checkpoint.url.clone();
+    }
+    let name = format!("_cdcd/checkpoint-{}.json", config.source.server_id);
+    let lake = config.lake.url.trim_end_matches('/');
+    if lake.starts_with("s3://") {
+        format!("{lake}/{name}")
+    } else {
+        let dir = lake.strip_prefix("file://").unwrap_or(lake);
+        Path::new(dir).join(name).display().to_string()
+    }
+}
+
+/// Reads the binlog into batches until the end (with `--until-end`), a signal, or an error.
+async fn read(mut replica: Replica, to_lake: mpsc::Sender<Vec<Record>>) -> Result<()> {
+    let mut batch = Vec::with_capacity(4096);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    loop {
+        let more = tokio::select! {
+            more = replica.next_records(&mut batch) => more,
+            _ = terminate.recv() => Ok(false),
+            _ = &mut interrupt => Ok(false),
+        };
+        let failed = more.is_err();
+        // Everything decoded before an error or a signal still goes out, so that it is
+        // checkpointed; the open transaction is read again on the next start.
+        let last = !matches!(more, Ok(true));
+        let boundary = batch
+            .last()
+            .is_some_and(|r| matches!(r, Record::Commit(_) | Record::Heartbeat));
+        if (last || boundary || batch.len() >= 4096)
+            && to_lake
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))
+                .await
+                .is_err()
+        {
+            // The lake stage stopped; its error is the one to report.
+            return Ok(());
+        }
+        if failed {
+            return more.map(drop).map_err(Into::into);
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// The lake thread: masks and buffers rows, and decides when objects are cut and flushed.
+fn cut_objects(
+    mut records: mpsc::Receiver<Vec<Record>>,
+    flushes: mpsc::Sender<Flush>,
+    mut lake: Lake,
+    masker: &mut Masker,
+    checkpoint_interval: Duration,
+) -> Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    let send = |flush: Flush| -> Result<bool> { Ok(flushes.blocking_send(flush).is_ok()) };
+    // The last transaction boundary read, and when a checkpoint was last sent on.
+    let mut last_commit: Option<Position> = None;
+    let mut checkpointed = Instant::now();
+    let mut checkpointed_at: Option<Position> = None;
+    // Whether the open transaction has already been written in parts.
+    let mut in_parts = false;
+    loop {
+        let checkpoint_due = checkpointed + checkpoint_interval;
+        let deadline = lake
+            .next_deadline()
+            .map_or(checkpoint_due, |d| d.min(checkpoint_due));
+        let received = runtime
+            .block_on(async { tokio::time::timeout_at(deadline.into(), records.recv()).await });
+        let batch = match received {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(_timeout) => Vec::new(),
+        };
+        for record in batch {
+            match record {
+                Record::Change(mut event) => {
+                    masker.mask(&mut event);
+                    lake.push(event);
+                    if lake.transaction_overflows() {
+                        if !in_parts {
+                            // Parts are cut at the same rows by any run only if the checkpoint
+                            // sits right before the transaction.
+                            in_parts = true;
+                            let flush = Flush {
+                                objects: lake.take_committed()?,
+                                checkpoint: last_commit.clone(),
+                            };
+                            if !send(flush)? {
+                                return Ok(());
+                            }
+                        }
+                        let part = Flush {
+                            objects: lake.take_transaction_part()?,
+                            checkpoint: None,
+                        };
+                        if !send(part)? {
+                            return Ok(());
+                        }
+                    }
+                }
+                Record::Commit(position) => {
+                    lake.commit();
+                    in_parts = false;
+                    last_commit = Some(position);
+                }
+                Record::Ddl(_) | Record::Heartbeat => {}
+            }
+        }
+        // Flush when rows are due; otherwise keep the checkpoint (and the lease) fresh, which
+        // also moves it over transactions that the filter left out.
+        let idle_due = checkpointed.elapsed() >= checkpoint_interval
+            && lake.committed_rows() == 0
+            && last_commit.is_some();
+        if lake.flush_due() || idle_due {
+            let flush = Flush {
+                objects: lake.take_committed()?,
+                checkpoint: last_commit.clone(),
+            };
+            checkpointed = Instant::now();
+            checkpointed_at = last_commit.clone();
+            if !send(flush)? {
+                return Ok(());
+            }
+        }
+    }
+    // The reader stopped: write what is complete. The open transaction is read again next time.
+    if lake.committed_rows() > 0 || checkpointed_at != last_commit {
+        send(Flush {
+            objects: lake.take_committed()?,
+            checkpoint: last_commit,
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes each flush's objects, then its checkpoint; releases the checkpoint at the end.
+async fn upload(
+    mut flushes: mpsc::Receiver<Flush>,
+    store: Store,
+    mut checkpoints: CheckpointStore,
+    (flavor, server_uuid): (Flavor, Option<String>),
+) -> Result<()> {
+    let mut last: Option<Checkpoint> = None;
+    while let Some(flush) = flushes.recv().await {
+        let rows: usize = flush.objects.iter().map(|o| o.rows).sum();
+        let objects = flush.objects.len();
+        futures_util::stream::iter(flush.objects)
+            .map(|object| {
+                let store = &store;
+                async move {
+                    store
+                        .put(&object.key, object.body)
+                        .await
+                        .with_context(|| format!("writing {} rows to the lake", object.rows))
+                }
+            })
+            .buffer_unordered(PARALLEL_PUTS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if objects > 0 {
+            tracing::debug!(objects, rows, "objects written");
+        }
+        if let Some(position) = flush.checkpoint {
+            let checkpoint = Checkpoint {
+                flavor,
+                server_uuid: server_uuid.clone(),
+                position,
+            };
+            checkpoints.save(&checkpoint, false).await?;
+            last = Some(checkpoint);
+        }
+    }
+    if let Some(checkpoint) = last {
+        checkpoints.save(&checkpoint, true).await?;
+        tracing::info!(
+            file = %checkpoint.position.file,
+            pos = checkpoint.position.pos,
+            gtids = %checkpoint.position.gtids,
+            "stopped; checkpoint released"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,509 @@
+//! Where the lake's objects go: S3 (any S3 API) or a local directory.
+//!
+//! Either way an object becomes visible whole or not at all: a local object is written to a
+//! temporary file, synced and renamed into place (then its directory synced); an S3 object is one
+//! PUT, or a multipart upload that S3 shows only once it completes. Transient failures (timeouts,
+//! throttling, 5xx, a store that is down) are retried with backoff for up to `retry_seconds`;
+//! permanent ones (no such bucket, access denied) fail at once with the reason.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use serde::Deserialize;
+
+/// `[lake.s3]` (and the S3 settings of a checkpoint in S3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// AWS region; default: the standard chain (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible store; default: AWS (or `AWS_ENDPOINT_URL_S3`).
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
+    pub force_path_style: bool,
+    /// Server-side encryption: `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    pub sse: Option<String>,
+    /// KMS key for `sse = "aws:kms"`; default: the bucket's or account's AWS-managed key.
+    pub kms_key_id: Option<String>,
+    /// Objects larger than this go up as multipart uploads of this part size.
+    pub multipart_bytes: usize,
+    /// How long to keep retrying a failing request before giving up.
+    pub retry_seconds: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            region: None,
+            endpoint: None,
+            force_path_style: false,
+            sse: None,
+            kms_key_id: None,
+            multipart_bytes: 16 << 20,
+            retry_seconds: 600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{url}: {message}")]
+    Config { url: String, message: String },
+    #[error("writing {location}: {source}")]
+    Local {
+        location: String,
+        source: std::io::Error,
+    },
+    #[error("{operation} {location}: {message}")]
+    S3 {
+        operation: &'static str,
+        location: String,
+        message: String,
+    },
+    /// A conditional write found the object changed since it was read.
+    #[error("{location} was changed by someone else since cdcd read it")]
+    Conflict { location: String },
+}
+
+/// An object store rooted at a URL: `s3://bucket/prefix`, `file:///dir`, or a directory path.
+pub enum Store {
+    Local {
+        root: PathBuf,
+    },
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        prefix: String,
+        config: S3Config,
+    },
+}
+
+/// The version of an object read from a store, for conditional writes (S3: the ETag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version(Option<String>);
+
+impl Store {
+    pub async fn open(url: &str, s3: &S3Config) -> Result<Store, StoreError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StoreError::Config {
+                    url: url.into(),
+                    message: "no bucket: write s3://BUCKET/PREFIX".into(),
+                });
+            }
+            if let Some(sse) = &s3.sse {
+                if sse != "AES256" && sse != "aws:kms" {
+                    return Err(StoreError::Config {
+                        url: url.into(),
+                        message: format!("s3.sse = {sse:?}: use \"AES256\" or \"aws:kms\""),
+                    });
+                }
+            }
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(region) = &s3.region {
+                loader = loader.region(aws_config::Region::new(region.clone()));
+            }
+            let shared = loader.load().await;
+            let mut builder =
+                aws_sdk_s3::config::Builder::from(&shared).force_path_style(s3.force_path_style);
+            if let Some(endpoint) = &s3.endpoint {
+                builder = builder.endpoint_url(endpoint);
+            }
+            return Ok(Store::S3 {
+                client: aws_sdk_s3::Client::from_conf(builder.build()),
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+                config: s3.clone(),
+            });
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        if path.is_empty() {
+            return Err(StoreError::Config {
+                url: url.into(),
+                message: "empty path".into(),
+            });
+        }
+        Ok(Store::Local {
+            root: PathBuf::from(path),
+        })
+    }
+
+    /// The URL of `key`, for messages.
+    pub fn location(&self, key: &str) -> String {
+        match self {
+            Store::Local { root } => root.join(key).display().to_string(),
+            Store::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{}", join(prefix, key)),
+        }
+    }
+
+    /// Checks that objects can be written, read and deleted here, by doing it once.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let key = format!("_cdcd/probe-{}", std::process::id());
+        self.put(&key, b"cdcd write probe".to_vec()).await?;
+        self.get(&key).await?;
+        self.delete(&key).await
+    }
+
+    /// Writes `body` at `key`, replacing any object there; visible whole or not at all.
+    pub async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        match self {
+            Store::Local { root } => {
+                let path = root.join(key);
+                let location = path.display().to_string();
+                tokio::task::spawn_blocking(move || write_atomically(&path, &body))
+                    .await
+                    .expect("local writes do not panic")
+                    .map_err(|source| StoreError::Local { location, source })
+            }
+            Store::S3 { config, .. } if body.len() > config.multipart_bytes => {
+                self.put_multipart(key, body).await
+            }
+            Store::S3 { .. } => self.put_s3(key, body, None).await.map(drop),
+        }
+    }
+
+    /// Reads `key`; `None` when there is no such object.
+    pub async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Version)>, StoreError> {
+        match self {
+            Store::Local { root } => match tokio::fs::read(root.join(key)).await {
+                Ok(body) => Ok(Some((body, Version(None)))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(StoreError::Local {
+                    location: self.location(key),
+                    source,
+                }),
+            },
+            Store::S3 {
+                client,
+                bucket,
+                prefix,
+                config,
+            } => {
+                let full = join(prefix, key);
+                let response = retry(config, "GET", self.location(key), || {
+                    client.get_object().bucket(bucket).key(&full).send()
+                })
+                .await;
+                let response = match response {
+                    Ok(response) => response,
+                    Err(Failure::NotFound) => return Ok(None),
+                    Err(e) => return Err(e.into_error("GET", self.location(key))),
+                };
+                let version = Version(response.e_tag().map(str::to_string));
+                let body = response.body.collect().await.map_err(|e| StoreError::S3 {
+                    operation: "GET",
+                    location: self.location(key),
+                    message: e.to_string(),
+                })?;
+                Ok(Some((body.to_vec(), version)))
+            }
+        }
+    }
+
+    /// Writes `key` only if it is still at `expected` (`None`: only if it does not exist), and
+    /// returns the new version. On a local directory the caller's lock stands in for the
+    /// condition.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
+        match self {
+            Store::Local { .. } => self.put(key, body).await.map(|()| Version(None)),
+            Store::S3 { .. } => {
+                let condition = match expected {
+                    Some(Version(Some(etag))) => Condition::Match(etag.clone()),
+                    _ => Condition::Absent,
+                };
+                self.put_s3(key, body, Some(condition)).await
+            }
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Local { root } => match tokio::fs::remove_file(root.join(key)).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(StoreError::Local {
+                    location: self.location(key),
+                    source,
+                }),
+            },
+            Store::S3 {
+                client,
+                bucket,
+                prefix,
+                config,
+            } => {
+                let full = join(prefix, key);
+                retry(config, "DELETE", self.location(key), || {
+                    client.delete_object().bucket(bucket).key(&full).send()
+                })
+                .await
+                .map(drop)
+                .map_err(|e| e.into_error("DELETE", self.location(key)))
+            }
+        }
+    }
+
+    async fn put_s3(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        condition: Option<Condition>,
+    ) -> Result<Version, StoreError> {
+        let Store::S3 {
+            client,
+            bucket,
+            prefix,
+            config,
+        } = self
+        else {
+            unreachable!("S3 only")
+        };
+        let full = join(prefix, key);
+        let body = bytes::Bytes::from(body);
+        let response = retry(config, "PUT", self.location(key), || {
+            let mut request = client
+                .put_object()
+                .bucket(bucket)
+                .key(&full)
+                .body(ByteStream::from(body.clone()));
+            request = match &condition {
+                Some(Condition::Absent) => request.if_none_match("*"),
+                Some(Condition::Match(etag)) => request.if_match(etag),
+                None => request,
+            };
+            if let Some(sse) = &config.sse {
+                request = request.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+            }
+            if let Some(key_id) = &config.kms_key_id {
+                request = request.ssekms_key_id(key_id);
+            }
+            request.send()
+        })
+        .await
+        .map_err(|e| match e {
+            Failure::Precondition => StoreError::Conflict {
+                location: self.location(key),
+            },
+            e => e.into_error("PUT", self.location(key)),
+        })?;
+        Ok(Version(response.e_tag().map(str::to_string)))
+    }
+
+    async fn put_multipart(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        let Store::S3 {
+            client,
+            bucket,
+            prefix,
+            config,
+        } = self
+        else {
+            unreachable!("S3 only")
+        };
+        let full = join(prefix, key);
+        let location = self.location(key);
+        let fail = |e: Failure| e.into_error("multipart upload", location.clone());
+        let created = retry(config, "CreateMultipartUpload", location.clone(), || {
+            let mut request = client.create_multipart_upload().bucket(bucket).key(&full);
+            if let Some(sse) = &config.sse {
+                request = request.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+            }
+            if let Some(key_id) = &config.kms_key_id {
+                request = request.ssekms_key_id(key_id);
+            }
+            request.send()
+        })
+        .await
+        .map_err(fail)?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let body = bytes::Bytes::from(body);
+        let mut parts = Vec::new();
+        let mut outcome = Ok(());
+        for (index, start) in (0..body.len()).step_by(config.multipart_bytes).enumerate() {
+            let number = index as i32 + 1;
+            let chunk = body.slice(start..(start + config.multipart_bytes).min(body.len()));
+            let uploaded = retry(config, "UploadPart", location.clone(), || {
+                client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(chunk.clone()))
+                    .send()
+            })
+            .await;
+            match uploaded {
+                Ok(part) => parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_string))
+                        .build(),
+                ),
+                Err(e) => {
+                    outcome = Err(fail(e));
+                    break;
+                }
+            }
+        }
+        if outcome.is_ok() {
+            let completed = CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build();
+            outcome = retry(config, "CompleteMultipartUpload", location.clone(), || {
+                client
+                    .complete_multipart_upload()
+                    .bucket(bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .multipart_upload(completed.clone())
+                    .send()
+            })
+            .await
+            .map(drop)
+            .map_err(fail);
+        }
+        if outcome.is_err() {
+            // Parts of an abandoned upload are invisible but billed until aborted.
+            let _ = client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        outcome
+    }
+}
+
+enum Condition {
+    Absent,
+    Match(String),
+}
+
+/// Why an S3 request finally failed.
+enum Failure {
+    NotFound,
+    Precondition,
+    Permanent(String),
+    GaveUp(String),
+}
+
+impl Failure {
+    fn into_error(self, operation: &'static str, location: String) -> StoreError {
+        let message = match self {
+            Failure::NotFound => "no such object".into(),
+            Failure::Precondition => "precondition failed".into(),
+            Failure::Permanent(message) => message,
+            Failure::GaveUp(message) => format!("still failing after retrying: {message}"),
+        };
+        StoreError::S3 {
+            operation,
+            location,
+            message,
+        }
+    }
+}
+
+/// Sends a request until it succeeds, fails permanently, or `retry_seconds` have passed.
+async fn retry<T, E, F, Fut>(
+    config: &S3Config,
+    operation: &str,
+    location: String,
+    mut send: F,
+) -> Result<T, Failure>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<T, SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+    >,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(config.retry_seconds);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let error = match send().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let status = error.raw_response().map(|r| r.status().as_u16());
+        let code = error.code().unwrap_or_default().to_string();
+        let message = describe(&error, status);
+        match (status, code.as_str()) {
+            (Some(404), _) | (_, "NoSuchKey") => return Err(Failure::NotFound),
+            (Some(412), _) | (_, "PreconditionFailed") => return Err(Failure::Precondition),
+            (Some(408 | 429), _) | (_, "SlowDown" | "RequestTimeout" | "InternalError") => {}
+            (Some(400..=499), _) => return Err(Failure::Permanent(message)),
+            _ => {}
+        }
+        if std::time::Instant::now() + backoff > deadline {
+            return Err(Failure::GaveUp(message));
+        }
+        tracing::warn!(operation, location, error = %message, retry_in = ?backoff, "S3 request failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The error as a user can act on it: code and message from S3, or the transport failure.
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    status: Option<u16>,
+) -> String {
+    let hint = match (status, error.code()) {
+        (_, Some("NoSuchBucket")) => " (create the bucket, or fix lake.url)",
+        (Some(403), _) | (_, Some("AccessDenied")) => {
+            " (grant s3:PutObject, s3:GetObject and s3:DeleteObject on this prefix to cdcd's role)"
+        }
+        (_, Some("InvalidAccessKeyId" | "SignatureDoesNotMatch")) => {
+            " (check the AWS credentials cdcd runs with)"
+        }
+        _ => "",
+    };
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}{hint}"),
+        (Some(code), None) => format!("{code}{hint}"),
+        _ => match status {
+            Some(status) => format!("HTTP {status}{hint}"),
+            None => format!("{}", DisplayErrorContext(error)),
+        },
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}/{key}")
+    }
+}
+
+/// Temporary file, fsync, rename, fsync of the directory: after a crash the object is either
+/// absent or complete.
+pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let directory = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(directory)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let temporary = path.with_file_name(name);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(body)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(if directory.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        directory
+    })?
+    .sync_all()
+}
