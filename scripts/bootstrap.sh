@@ -4,7 +4,9 @@
 #
 #   Debian: mariadb-server mariadb-client (private MariaDB 10.11 for tests), openssl (test CA),
 #           debootstrap (Debian sid chroot for Oracle MySQL 9.7, built by scripts/mysql.sh),
-#           build-essential pkg-config (C toolchain for Rust build scripts), ca-certificates
+#           build-essential pkg-config (C toolchain for Rust build scripts), ca-certificates,
+#           python3-venv (venv of scripts/aws.sh), prometheus (promtool), systemd (systemd-analyze);
+#           Node.js + npm come with the machine (scripts/aws.sh installs Debian's only if node is missing)
 #   Rust:   the machine's rustup toolchain must already exist; rustfmt/clippy are added if missing
 #
 # Set CDCD_SKIP_APT=1 to skip the Debian part (e.g. non-root developer machines set up by hand).
@@ -13,7 +15,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
 . "$HERE/lib.sh"
 
-DEBS=(mariadb-server mariadb-client openssl debootstrap build-essential pkg-config ca-certificates)
+DEBS=(mariadb-server mariadb-client openssl debootstrap build-essential pkg-config ca-certificates
+      python3-venv prometheus systemd)
 
 if [ "${CDCD_SKIP_APT:-0}" != 1 ]; then
   apt_install "${DEBS[@]}"      # one apt-get update at most, only if something is missing

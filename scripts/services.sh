@@ -14,10 +14,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
 . "$HERE/lib.sh"
 
-# ---- the services, in start order (add the AWS stand-ins here as one more entry) ----
+# ---- the services, in start order ----
 SERVICES=(
   mariadb   # scripts/mariadb.sh: MariaDB 10.11 on 127.0.0.1:3307
   mysql     # scripts/mysql.sh:   Oracle MySQL 9.7 (sid chroot) on 127.0.0.1:3399
+  aws       # scripts/aws.sh:     S3 (SeaweedFS) :8333, Kinesis (kinesis-mock :4568, kinesalite :4569, fault proxy :4570)
 )
 
 ENV_FILE=${CDCD_SERVICES_ENV:-/tmp/cdcd-services.env}
