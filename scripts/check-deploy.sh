@@ -13,6 +13,8 @@
 #               @kubernetes-models/prometheus-operator); checkov (kubernetes + Dockerfile).
 #   Prometheus  promtool check rules on the rule groups extracted from the rendered PrometheusRule;
 #               deploy/prometheus/cdcd-alerts.yml in sync with the chart; promtool test rules.
+#   cdcd        every rendered config.toml and the systemd example are loaded by the real cdcd
+#               binary when one is built (unknown keys are errors there).
 #   systemd     deploy/systemd/install.sh into a staging root; systemd-analyze verify prints
 #               nothing; systemd-analyze security --offline=true rates the unit OK or better.
 #   Other       Docker build context (.dockerignore) complete; IAM policies valid and scoped;
@@ -26,7 +28,10 @@
 # @kubernetes-models/prometheus-operator is looked up in $CDCD_TEST_TOOLS_NODE_MODULES, else
 # $CDCD_TEST_TOOLS_BIN/../npm/node_modules or ../node_modules.
 # Env: CDCD_MAX_EXPOSURE (default 1.5): the highest systemd exposure accepted.
-#      CDCD_BIN: a cdcd binary for systemd-analyze verify (else target/{release,debug}/cdcd, …).
+#      CDCD_BIN: a cdcd binary for systemd-analyze verify and for loading the rendered configs
+#        (else target/{release,debug}/cdcd, $CARGO_TARGET_DIR/…, /var/cache/cdcd-ci-target/…;
+#        without one, verify uses /usr/bin/true as the ExecStart binary and the config step skips).
+#      CDCD_DEPLOY_SKIP_BINARY_CONFIGS=1 skips loading the configs with cdcd.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
@@ -304,7 +309,7 @@ find_cdcd_binary() {
   for b in "${CDCD_BIN:-}" target/release/cdcd target/debug/cdcd \
            "${CARGO_TARGET_DIR:-/nonexistent}/release/cdcd" "${CARGO_TARGET_DIR:-/nonexistent}/debug/cdcd" \
            /var/cache/cdcd-ci-target/release/cdcd /var/cache/cdcd-ci-target/debug/cdcd; do
-    if [ -n "$b" ] && [ -x "$b" ]; then echo "$b"; return; fi
+    if [ -n "$b" ] && [ -x "$b" ]; then readlink -f "$b"; return; fi
   done
   echo /usr/bin/true
 }
@@ -372,6 +377,45 @@ systemd_checks() {
   return $rc
 }
 
+# The configurations the chart renders, and the systemd example, loaded by the real cdcd (when a
+# build is around): `cdcd athena-ddl` loads and checks the whole config (unknown keys are errors
+# naming the key), then connects to the source, which is pointed at a closed local port. Reaching
+# "cannot connect" means the config was accepted. Secrets are pointed at stand-in files.
+binary_configs() {
+  local bin f out rc=0 n=0 files=() s
+  if [ "${CDCD_DEPLOY_SKIP_BINARY_CONFIGS:-0}" = 1 ]; then
+    echo "  skip CDCD_DEPLOY_SKIP_BINARY_CONFIGS=1: configs not loaded by cdcd"
+    return 0
+  fi
+  bin=$(find_cdcd_binary)
+  if [ "$bin" = /usr/bin/true ]; then
+    echo "  skip no cdcd binary (CDCD_BIN, target/{release,debug}/cdcd, \$CARGO_TARGET_DIR): configs not loaded by cdcd"
+    return 0
+  fi
+  for s in "${SETS[@]}"; do files+=("$WORK/rendered/$s.yaml"); done
+  "$PYTHON" deploy/ci/check_deploy.py configs "$WORK/configs" "${files[@]}" || return 1
+  cp deploy/systemd/config.toml "$WORK/configs/systemd-example.toml"
+  printf 'stand-in\n' > "$WORK/secret"
+  # A CA certificate stands in for tls_ca files that exist only where cdcd is deployed.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=check -days 1 \
+    -keyout "$WORK/ca.key" -out "$WORK/ca.pem" > /dev/null 2>&1 || { echo "  FAIL openssl could not make a stand-in CA"; return 1; }
+  for f in "$WORK"/configs/*.toml; do
+    n=$((n + 1))
+    local tls=()
+    if grep -q '^tls_ca *=' "$f"; then tls=(CDCD_SOURCE__TLS_CA="$WORK/ca.pem"); fi
+    out=$(cd "$WORK" && env -u CDCD_CONFIG CDCD_SOURCE__URL=mysql://check@127.0.0.1:9 "${tls[@]}" \
+          CDCD_SOURCE__PASSWORD_FILE="$WORK/secret" CDCD_MASKING__HMAC_KEY_FILE="$WORK/secret" \
+          timeout 20 "$bin" athena-ddl --config "$f" --location s3://check/lake 2>&1)
+    if grep -q 'cannot connect to 127.0.0.1:9' <<< "$out"; then
+      echo "  ok   $(basename "$f" .toml): accepted by $bin"
+    else
+      echo "  FAIL $(basename "$f" .toml): $bin refuses it: $(head -3 <<< "$out")"; rc=1
+    fi
+  done
+  [ $n -gt 0 ] || { echo "  FAIL no config rendered"; rc=1; }
+  return $rc
+}
+
 notify_listener() {
   local out rc=0
   if out=$("$PYTHON" scripts/notify-listener.py --notify-access all --expect READY=1 -- systemd-notify --ready 2>&1); then
@@ -421,6 +465,7 @@ step "image by digest" image_digest
 step "promtool check rules (rendered PrometheusRule)" prom_rules
 step "deploy/prometheus/cdcd-alerts.yml: in sync, check rules, test rules" prom_alerts_file
 step "systemd unit: install.sh, verify, security" systemd_checks
+step "rendered configs loaded by the cdcd binary" binary_configs
 step "Docker build context" "$PYTHON" deploy/ci/check_deploy.py docker-context "$REPO"
 step "IAM policies (deploy/iam)" "$PYTHON" deploy/ci/check_deploy.py iam deploy/iam
 step "scripts/notify-listener.py self-test" notify_listener

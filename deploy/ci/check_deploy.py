@@ -12,6 +12,9 @@ venv has it) and Python 3.11+ (tomllib).
   check_deploy.py docker-context REPO          the Dockerfile's build context (.dockerignore) holds
                                                everything `cargo build -p cdcd` reads
   check_deploy.py toml FILE...                 TOML files parse
+  check_deploy.py configs OUTDIR RENDERED.yaml...
+                                               write every rendered config.toml to
+                                               OUTDIR/<set>--<ConfigMap>.toml
   check_deploy.py crd-json RENDERED.yaml...    the custom resources as one JSON array (for
                                                validate-crds.cjs)
 
@@ -461,6 +464,15 @@ def main(argv):
         check_iam(args[0])
     elif cmd == "docker-context":
         check_docker_context(args[0])
+    elif cmd == "configs":
+        out = args[0]
+        os.makedirs(out, exist_ok=True)
+        for p in args[1:]:
+            stem = os.path.splitext(os.path.basename(p))[0]
+            for d in load_docs(p):
+                if d["kind"] == "ConfigMap" and "config.toml" in d.get("data", {}):
+                    with open(os.path.join(out, f"{stem}--{d['metadata']['name']}.toml"), "w") as f:
+                        f.write(d["data"]["config.toml"])
     elif cmd == "crd-json":
         docs = [d for p in args for d in load_docs(p) if "." in d["apiVersion"].split("/")[0]
                 and not d["apiVersion"].endswith(".k8s.io/v1")]

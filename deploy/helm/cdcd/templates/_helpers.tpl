@@ -184,9 +184,9 @@ arrays of tables.
 {{- include "cdcd.toml.table" (dict "t" . "path" "") }}
 {{ end -}}
 
-{{/* "true" when a URL is on the local filesystem */}}
+{{/* "true" when a lake or checkpoint location is on the local filesystem (file:// URL or path) */}}
 {{- define "cdcd.isLocalUrl" -}}
-{{- if hasPrefix "file:" (toString .) -}}true{{- end -}}
+{{- if not (hasPrefix "s3://" (toString .)) -}}true{{- end -}}
 {{- end -}}
 
 {{/*
@@ -195,7 +195,7 @@ cdcd.checkState: refuse values that would lose the checkpoint on a restart.
 */}}
 {{- define "cdcd.checkState" -}}
 {{- if not .root.Values.capture.persistence.enabled -}}
-{{- $lake := (get (.config.lake | default dict) "url") | default "file:///var/lib/cdcd/lake" -}}
+{{- $lake := (get (.config.lake | default dict) "url") | default "lake" -}}
 {{- $checkpoint := get (.config.checkpoint | default dict) "url" -}}
 {{- if $checkpoint -}}
 {{- if include "cdcd.isLocalUrl" $checkpoint -}}
