@@ -104,6 +104,64 @@ impl Server {
     }
 }
 
+/// A table with a column of every type, as each flavor spells them.
+pub fn all_types_ddl(server: &Server) -> String {
+    let flavor_columns = if server.mariadb {
+        // MariaDB: JSON is LONGTEXT with a json_valid check; UUID and INET types exist.
+        "c_json JSON, c_uuid UUID, c_inet4 INET4, c_inet6 INET6"
+    } else {
+        "c_json JSON, c_point POINT SRID 4326"
+    };
+    format!(
+        "CREATE TABLE all_types (
+          id INT UNSIGNED NOT NULL PRIMARY KEY,
+          c_tinyint TINYINT, c_tinyint_u TINYINT UNSIGNED,
+          c_smallint SMALLINT, c_smallint_u SMALLINT UNSIGNED,
+          c_mediumint MEDIUMINT, c_mediumint_u MEDIUMINT UNSIGNED,
+          c_int INT, c_int_u INT UNSIGNED,
+          c_bigint BIGINT, c_bigint_u BIGINT UNSIGNED,
+          c_dec DECIMAL(10,2), c_dec_big DECIMAL(65,30),
+          c_float FLOAT, c_double DOUBLE,
+          c_bit1 BIT(1), c_bit BIT(13), c_bit64 BIT(64),
+          c_date DATE, c_datetime DATETIME, c_datetime3 DATETIME(3), c_datetime6 DATETIME(6),
+          c_ts TIMESTAMP NULL, c_ts6 TIMESTAMP(6) NULL,
+          c_time TIME, c_time1 TIME(1), c_time6 TIME(6), c_year YEAR,
+          c_char CHAR(10), c_char_latin1 CHAR(10) CHARACTER SET latin1,
+          c_varchar VARCHAR(300), c_varchar_latin1 VARCHAR(20) CHARACTER SET latin1,
+          c_binary BINARY(4), c_varbinary VARBINARY(300),
+          c_text TEXT, c_longtext LONGTEXT, c_blob BLOB,
+          c_enum ENUM('small','medium','large'), c_set SET('a','b','c','d'),
+          c_geom GEOMETRY,
+          {flavor_columns}
+        ) ENGINE=InnoDB"
+    )
+}
+
+const EXTREMES: &str = "INSERT INTO all_types VALUES (1,
+    -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295,
+    -9223372036854775808, 18446744073709551615,
+    -12345678.91, 12345678901234567890123456789012345.123456789012345678901234567890,
+    3.5, -2.2250738585072014e-308,
+    b'1', b'1010101010101', b'1111111111111111111111111111111111111111111111111111111111111111',
+    '2024-02-29', '1000-01-01 00:00:00', '2024-01-02 03:04:05.678', '9999-12-31 23:59:59.999999',
+    '1970-01-01 00:00:01', '2038-01-19 03:14:07.999999',
+    '-838:59:59', '-00:00:00.5', '838:59:58.999999', 2155,
+    'héllo', 'café', 'varchar ✓ ünïcödé 🙂', 'latin1 ä€',
+    X'DEAD', X'00FF00FF', 'text body', REPEAT('long ', 1000), X'0001FEFF',
+    'medium', 'a,c', ST_GeomFromText('LINESTRING(0 0, 1 1, 2 5)')";
+
+/// One row of `all_types` with the extreme value of every column.
+pub fn extremes_row(server: &Server) -> String {
+    let tail = if server.mariadb {
+        r#", '{"a": [1, 2.5, "x"], "big": 18446744073709551615, "neg": -9223372036854775808}',
+            'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '192.168.1.20', '2001:db8::ff00:42:8329')"#
+    } else {
+        r#", '{"a": [1, 2.5, "x"], "big": 18446744073709551615, "neg": -9223372036854775808, "d": 1.25}',
+            ST_GeomFromText('POINT(59.3 18.1)', 4326))"#
+    };
+    format!("{EXTREMES}{tail}")
+}
+
 /// Runs `cdcd` with `args`, returning its output; `CDCD_SOURCE_PASSWORD` is cleared so only the
 /// URL's password counts.
 pub fn cdcd(args: &[&str]) -> Output {

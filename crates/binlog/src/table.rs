@@ -118,10 +118,37 @@ impl TableDecoder {
                     table = %tme.table_name(),
                     "information_schema no longer matches this TABLE_MAP ({e}); using the binlog's own metadata"
                 );
-                Self::build(tme, None, flavor)
+                let mut decoder = Self::build(tme, None, flavor)?;
+                decoder.keep_known_kinds(cached.expect("checked above"));
+                Ok(decoder)
             }
             result => result,
         }
+    }
+
+    /// MariaDB's binlog cannot say JSON, UUID or INET4/6 (they travel as text and binary), so a
+    /// plan built from the binlog alone would type those columns differently from the plans
+    /// before and after it. Columns that `cached` knows by the same name and a compatible wire
+    /// type keep the cached kind.
+    fn keep_known_kinds(&mut self, cached: &TableSchema) {
+        let mut schema = (*self.schema).clone();
+        for (column, plan) in schema.columns.iter_mut().zip(&mut self.plans) {
+            let Some(known) = cached.columns.iter().find(|c| c.name == column.name) else {
+                continue;
+            };
+            let compatible = match known.kind {
+                ColumnType::Uuid | ColumnType::Inet4 | ColumnType::Inet6 => {
+                    column.kind == ColumnType::Binary
+                }
+                ColumnType::Json => matches!(column.kind, ColumnType::Text | ColumnType::Blob),
+                _ => false,
+            };
+            if compatible {
+                column.kind = known.kind;
+                plan.kind = known.kind;
+            }
+        }
+        self.schema = Arc::new(schema);
     }
 
     fn build(
