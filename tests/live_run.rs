@@ -121,6 +121,9 @@ heartbeat_seconds = 1
 [run]
 start = "{start}"
 
+[metrics]
+listen = "{metrics}"
+
 [lake]
 url = "{lake}"
 flush_seconds = 0.5
@@ -163,9 +166,32 @@ kinds = ["email", "phone", "credit-card", "ssn", "ip"]
         url = server.repl_url,
         lake = lake.url,
         endpoint = std::env::var("CDCD_TEST_S3_ENDPOINT").unwrap_or_default(),
+        metrics = metrics_listen(server_id),
     );
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A replica server id (and metrics port) per server and scenario, as the servers' tests run at
+/// the same time.
+fn replica_id(server: &Server, scenario: u32) -> u32 {
+    7300 + if server.mariadb { 10 } else { 20 } + scenario
+}
+
+/// Each test's `cdcd run` serves its metrics on a port of its own.
+fn metrics_listen(server_id: u32) -> String {
+    format!("127.0.0.1:{}", 10_000 + server_id)
+}
+
+/// GET `path` from a `cdcd run`'s metrics endpoint: status line and body.
+fn http_get(server_id: u32, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics_listen(server_id)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: cdcd\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
 fn cdcd_command(config: &Path, args: &[&str]) -> Command {
@@ -428,7 +454,8 @@ async fn lake_reproduces_tables(server: &Server, conn: &mut Conn, db: &str, lake
     .await
     .unwrap();
 
-    let config = config(server, db, &lake, &start, 7301, "");
+    let id = replica_id(server, 1);
+    let config = config(server, db, &lake, &start, id, "");
     run_until_end(&config);
 
     // Every change is one row: 3 inserts + 3 updates … counted against `cdcd tail`.
@@ -513,7 +540,7 @@ async fn lake_reproduces_tables(server: &Server, conn: &mut Conn, db: &str, lake
         server.name
     );
 
-    let checkpoint = lake.checkpoint(7301);
+    let checkpoint = lake.checkpoint(id);
     assert_eq!(
         checkpoint["gtids"],
         server_gtids(server, conn).await,
@@ -603,13 +630,14 @@ async fn restarts_lose_and_duplicate_nothing(
     .await
     .unwrap();
     let start = gtid_start(server, conn).await;
+    let id = replica_id(server, 2);
     // A short lease, so that a restart after kill -9 waits seconds, not a minute.
     let config = config(
         server,
         db,
         &lake,
         &start,
-        7302,
+        id,
         "[checkpoint]\ninterval_seconds = 1\nlease_seconds = 3\n",
     );
 
@@ -631,6 +659,7 @@ async fn restarts_lose_and_duplicate_nothing(
             .unwrap();
         tokio::time::sleep(Duration::from_millis(800 + seed % 2000)).await;
         if round == 0 {
+            scrape_metrics(server, id, db);
             // A second process on the same source and checkpoint is refused while one runs.
             let second = cdcd_command(&config, &["run"]).output().unwrap();
             let message = String::from_utf8_lossy(&second.stderr);
@@ -701,7 +730,7 @@ async fn restarts_lose_and_duplicate_nothing(
     );
     let replayed = latest_rows(conn, &config, &lake, db, "churn").await;
     let compared = assert_table_matches(conn, db, "churn", &replayed).await;
-    let checkpoint = lake.checkpoint(7302);
+    let checkpoint = lake.checkpoint(id);
     assert_eq!(
         checkpoint["gtids"],
         server_gtids(server, conn).await,
@@ -712,6 +741,45 @@ async fn restarts_lose_and_duplicate_nothing(
          duplicated), latest view equals the table ({compared} values), checkpoint at the server's GTIDs",
         server.name,
         expected.len()
+    );
+}
+
+/// A running `cdcd run`'s endpoints: alive, ready, and metrics that promtool accepts and that
+/// count the workload's rows by table without row values in labels.
+fn scrape_metrics(server: &Server, server_id: u32, db: &str) {
+    assert_eq!(http_get(server_id, "/healthz").0, "HTTP/1.1 200 OK");
+    let (status, why) = http_get(server_id, "/readyz");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{why}");
+    let (status, text) = http_get(server_id, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let promtool = Path::new(&env("CDCD_TEST_TOOLS_BIN")).join("promtool");
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", promtool.display()));
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = format!("cdcd_rows_total{{op=\"insert\",table=\"{db}.churn\"}}");
+    assert!(text.contains(&rows), "{rows} in:\n{text}");
+    for name in [
+        "cdcd_replication_lag_seconds",
+        "cdcd_checkpoint_age_seconds",
+        "cdcd_lake_objects_written_total",
+    ] {
+        assert!(text.contains(name), "{name} in:\n{text}");
+    }
+    println!(
+        "{}: /healthz and /readyz answer 200; /metrics passes promtool check metrics",
+        server.name
     );
 }
 

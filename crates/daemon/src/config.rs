@@ -26,6 +26,22 @@ pub struct Config {
     pub run: RunConfig,
     pub lake: LakeConfig,
     pub checkpoint: CheckpointConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address for `/metrics`, `/healthz` and `/readyz` of `cdcd run`; empty: no endpoint.
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json` (one object per line, for log shippers).
+    pub format: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +135,12 @@ impl Config {
         let heartbeat = self.source.heartbeat_seconds;
         if !(1..=3600).contains(&heartbeat) {
             bail!("config: source.heartbeat_seconds = {heartbeat}: use 1 to 3600");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!(
+                "config: log.format = `{}`: use text or json",
+                self.log.format
+            );
         }
         let checkpoint = &self.checkpoint;
         if checkpoint.interval_seconds == 0

@@ -5,6 +5,7 @@ mod athena;
 mod check;
 mod checkpoint;
 mod config;
+mod metrics;
 mod notify;
 mod run;
 mod tail;
@@ -47,15 +48,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CDCD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // The log format is configuration; a config that does not load is reported by the command.
+    let json = config::Config::load(cli.config.as_deref()).is_ok_and(|c| c.log.format == "json");
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CDCD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -14,6 +14,7 @@
 //! resumes at the checkpoint and rewrites the same objects (see `cdcd_sink::lake`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -22,11 +23,12 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use cdcd_binlog::{Position, Record, Replica, StartFrom, TableFilter};
-use cdcd_event::Flavor;
+use cdcd_event::{ChangeEvent, Flavor, Op};
 use cdcd_sink::{Lake, Masker, Object, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{Config, SourceArgs};
+use crate::metrics::Metrics;
 use crate::notify;
 
 #[derive(Args)]
@@ -52,6 +54,10 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     let config = Config::load(config_path)?;
     let mut masker = Masker::new(&config.masking)?;
     let lake = Lake::new(&config.lake)?;
+    let interval = Duration::from_secs(config.checkpoint.interval_seconds);
+    // Not ready when the checkpoint stands still for several intervals (and flushes).
+    let stall = (interval * 6).max(Duration::from_secs_f64(config.lake.flush_seconds * 6.0));
+    let metrics = Metrics::new(stall)?;
     let store = Store::open(&config.lake.url, &config.lake.s3).await?;
     store
         .probe()
@@ -65,6 +71,9 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     )
     .await?;
     let resume = checkpoints.load().await?;
+    if !config.metrics.listen.is_empty() {
+        crate::metrics::serve(&config.metrics.listen, metrics.clone()).await?;
+    }
 
     let filter = TableFilter::parse(&config.source.tables)
         .map_err(|e| anyhow::anyhow!("source.tables: {e}"))?;
@@ -104,24 +113,39 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         server.flavor.as_str(),
         server.version
     );
+    metrics.set_following(true);
     notify::ready();
     let watchdog = notify::spawn_watchdog();
 
     let (records_tx, records_rx) = mpsc::channel::<Vec<Record>>(4);
     let (flush_tx, flush_rx) = mpsc::channel::<Flush>(2);
-    let interval = Duration::from_secs(config.checkpoint.interval_seconds);
     let runtime = tokio::runtime::Handle::current();
+    let lake_metrics = metrics.clone();
     let lake_thread = std::thread::Builder::new()
         .name("lake".into())
         .spawn(move || {
             let _runtime = runtime.enter();
-            cut_objects(records_rx, flush_tx, lake, &mut masker, interval)
+            cut_objects(
+                records_rx,
+                flush_tx,
+                lake,
+                &mut masker,
+                interval,
+                &lake_metrics,
+            )
         })
         .context("starting the lake thread")?;
     let identity = (server.flavor, server.server_uuid.clone());
-    let uploader = tokio::spawn(upload(flush_rx, store, checkpoints, identity));
+    let uploader = tokio::spawn(upload(
+        flush_rx,
+        store,
+        checkpoints,
+        identity,
+        metrics.clone(),
+    ));
 
     let read = read(replica, records_tx).await;
+    metrics.set_following(false);
     let cut = lake_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the lake thread panicked"))?;
@@ -195,6 +219,7 @@ fn cut_objects(
     mut lake: Lake,
     masker: &mut Masker,
     checkpoint_interval: Duration,
+    metrics: &Metrics,
 ) -> Result<()> {
     let runtime = tokio::runtime::Handle::current();
     let send = |flush: Flush| -> Result<bool> { Ok(flushes.blocking_send(flush).is_ok()) };
@@ -204,6 +229,7 @@ fn cut_objects(
     let mut checkpointed_at: Option<Position> = None;
     // Whether the open transaction has already been written in parts.
     let mut in_parts = false;
+    let mut row_counters = RowCounters::new();
     loop {
         let checkpoint_due = checkpointed + checkpoint_interval;
         let deadline = lake
@@ -219,6 +245,7 @@ fn cut_objects(
         for record in batch {
             match record {
                 Record::Change(mut event) => {
+                    count_row(metrics, &mut row_counters, &event);
                     masker.mask(&mut event);
                     lake.push(event);
                     if lake.transaction_overflows() {
@@ -244,11 +271,13 @@ fn cut_objects(
                     }
                 }
                 Record::Commit(position) => {
+                    metrics.transactions.inc();
                     lake.commit();
                     in_parts = false;
                     last_commit = Some(position);
                 }
-                Record::Ddl(_) | Record::Heartbeat => {}
+                Record::Heartbeat => metrics.caught_up(),
+                Record::Ddl(_) => {}
             }
         }
         // Flush when rows are due; otherwise keep the checkpoint (and the lease) fresh, which
@@ -278,15 +307,41 @@ fn cut_objects(
     Ok(())
 }
 
+/// `cdcd_rows_total` handles by table and op, so that counting a row costs a lookup, not a
+/// label formatting.
+type RowCounters = std::collections::HashMap<(Arc<str>, Arc<str>, Op), prometheus::IntCounter>;
+
+fn count_row(metrics: &Metrics, counters: &mut RowCounters, event: &ChangeEvent) {
+    metrics.read_commit(event.source.transaction.commit_ts_us);
+    let key = (
+        event.table.schema.clone(),
+        event.table.table.clone(),
+        event.op,
+    );
+    counters
+        .entry(key)
+        .or_insert_with(|| {
+            let table = format!("{}.{}", event.table.schema, event.table.table);
+            metrics.rows.with_label_values(&[&table, event.op.as_str()])
+        })
+        .inc();
+}
+
 /// Writes each flush's objects, then its checkpoint; releases the checkpoint at the end.
 async fn upload(
     mut flushes: mpsc::Receiver<Flush>,
     store: Store,
     mut checkpoints: CheckpointStore,
     (flavor, server_uuid): (Flavor, Option<String>),
+    metrics: Arc<Metrics>,
 ) -> Result<()> {
     let mut last: Option<Checkpoint> = None;
     while let Some(flush) = flushes.recv().await {
+        let started = Instant::now();
+        metrics.objects.inc_by(flush.objects.len() as u64);
+        metrics
+            .bytes
+            .inc_by(flush.objects.iter().map(|o| o.body.len() as u64).sum());
         let rows: usize = flush.objects.iter().map(|o| o.rows).sum();
         let objects = flush.objects.len();
         futures_util::stream::iter(flush.objects)
@@ -312,8 +367,12 @@ async fn upload(
                 position,
             };
             checkpoints.save(&checkpoint, false).await?;
+            metrics.checkpointed();
             last = Some(checkpoint);
         }
+        metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
     if let Some(checkpoint) = last {
         checkpoints.save(&checkpoint, true).await?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::value::{TableSchema, Value};
 
 /// What happened to a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     Insert,
     Update,

@@ -1,0 +1,214 @@
+//! `/metrics` (Prometheus text format), `/healthz` and `/readyz` for `cdcd run`.
+//!
+//! Labels name tables and operations, never row values. Ages (checkpoint, lag) are computed when
+//! scraped, so they keep growing when the pipeline stalls instead of freezing at the last update.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Everything `cdcd run` reports.
+pub struct Metrics {
+    registry: Registry,
+    pub rows: IntCounterVec,
+    pub transactions: IntCounter,
+    pub objects: IntCounter,
+    pub bytes: IntCounter,
+    pub flush_seconds: Histogram,
+    lag: Gauge,
+    checkpoint_age: Gauge,
+    /// Commit time (µs since the epoch) of the last transaction read; 0 when caught up.
+    last_commit_us: AtomicI64,
+    /// When the checkpoint last advanced (µs since the epoch).
+    checkpointed_us: AtomicI64,
+    /// Connected to the source and following it.
+    following: AtomicBool,
+    /// How long the checkpoint may stand still before `/readyz` fails.
+    stall: Duration,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as i64
+}
+
+impl Metrics {
+    pub fn new(stall: Duration) -> Result<Arc<Metrics>> {
+        let registry = Registry::new();
+        let rows = IntCounterVec::new(
+            Opts::new(
+                "cdcd_rows_total",
+                "Row changes written to the lake, by table and op",
+            ),
+            &["table", "op"],
+        )?;
+        let transactions = IntCounter::new(
+            "cdcd_transactions_total",
+            "Transactions read from the binlog (including ones the table filter left empty)",
+        )?;
+        let objects = IntCounter::new(
+            "cdcd_lake_objects_written_total",
+            "Objects written to the lake",
+        )?;
+        let bytes = IntCounter::new("cdcd_lake_bytes_written_total", "Bytes written to the lake")?;
+        let flush_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "cdcd_lake_flush_seconds",
+                "Time to make one flush durable: its objects, then the checkpoint",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )?;
+        let lag = Gauge::new(
+            "cdcd_replication_lag_seconds",
+            "Age of the last transaction read (commit time to now); 0 when caught up",
+        )?;
+        let checkpoint_age = Gauge::new(
+            "cdcd_checkpoint_age_seconds",
+            "Seconds since the checkpoint last advanced",
+        )?;
+        for collector in [
+            Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(transactions.clone()),
+            Box::new(objects.clone()),
+            Box::new(bytes.clone()),
+            Box::new(flush_seconds.clone()),
+            Box::new(lag.clone()),
+            Box::new(checkpoint_age.clone()),
+        ] {
+            registry.register(collector)?;
+        }
+        Ok(Arc::new(Metrics {
+            registry,
+            rows,
+            transactions,
+            objects,
+            bytes,
+            flush_seconds,
+            lag,
+            checkpoint_age,
+            last_commit_us: AtomicI64::new(0),
+            checkpointed_us: AtomicI64::new(now_us()),
+            following: AtomicBool::new(false),
+            stall,
+        }))
+    }
+
+    /// A change of a transaction committed at `commit_ts_us` was read.
+    pub fn read_commit(&self, commit_ts_us: i64) {
+        self.last_commit_us.store(commit_ts_us, Ordering::Relaxed);
+    }
+
+    /// The source said it has nothing newer: the lag is 0.
+    pub fn caught_up(&self) {
+        self.last_commit_us.store(0, Ordering::Relaxed);
+    }
+
+    pub fn checkpointed(&self) {
+        self.checkpointed_us.store(now_us(), Ordering::Relaxed);
+    }
+
+    pub fn set_following(&self, following: bool) {
+        self.following.store(following, Ordering::Relaxed);
+    }
+
+    fn checkpoint_age(&self) -> f64 {
+        (now_us() - self.checkpointed_us.load(Ordering::Relaxed)) as f64 / 1e6
+    }
+
+    fn render(&self) -> Vec<u8> {
+        let last = self.last_commit_us.load(Ordering::Relaxed);
+        self.lag.set(if last == 0 {
+            0.0
+        } else {
+            ((now_us() - last) as f64 / 1e6).max(0.0)
+        });
+        self.checkpoint_age.set(self.checkpoint_age());
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("the text encoder writes to memory");
+        out
+    }
+
+    /// Ready: following the source, and the checkpoint advanced within the stall limit.
+    fn ready(&self) -> Result<(), String> {
+        if !self.following.load(Ordering::Relaxed) {
+            return Err("not following the source".into());
+        }
+        let age = self.checkpoint_age();
+        if age > self.stall.as_secs_f64() {
+            return Err(format!("the checkpoint has not advanced for {age:.0} s"));
+        }
+        Ok(())
+    }
+}
+
+/// Serves the endpoints on `listen` until the process ends. Binding happens before this returns,
+/// so a bad address is an error at start, not a silent absence.
+pub async fn serve(listen: &str, metrics: Arc<Metrics>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("metrics.listen = {listen}: cannot listen there"))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), respond(stream, &metrics)).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn respond(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut request = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&request);
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, content_type, body) = match path.split('?').next().unwrap_or("/") {
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(),
+        ),
+        "/healthz" => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        "/readyz" => match metrics.ready() {
+            Ok(()) => ("200 OK", "text/plain", b"ready\n".to_vec()),
+            Err(why) => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("not ready: {why}\n").into_bytes(),
+            ),
+        },
+        _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&body).await?;
+    stream.shutdown().await
+}
