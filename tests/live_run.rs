@@ -47,6 +47,7 @@ async fn scenarios(server: &Server, lake: &Lake) {
     .unwrap();
     lake_reproduces_tables(server, &mut conn, &db, lake).await;
     restarts_lose_and_duplicate_nothing(server, &mut conn, &db, lake).await;
+    bad_input_is_refused_before_data_moves(server, &mut conn, &db).await;
 }
 
 /// Where a test's lake lives.
@@ -781,6 +782,95 @@ fn scrape_metrics(server: &Server, server_id: u32, db: &str) {
         "{}: /healthz and /readyz answer 200; /metrics passes promtool check metrics",
         server.name
     );
+}
+
+/// Each bad setting stops `cdcd run` with one clear line naming it, before anything is written.
+async fn bad_input_is_refused_before_data_moves(server: &Server, conn: &mut Conn, db: &str) {
+    let start = gtid_start(server, conn).await;
+    let id = replica_id(server, 3);
+    let local = Lake::directory(server).child("bad");
+    let refused = |lake: &Lake, extra: &str, env: &[(&str, &str)], needle: &str| {
+        let config = config(server, db, lake, &start, id, extra);
+        let mut command = cdcd_command(&config, &["run", "--until-end"]);
+        command.env("CDCD_LAKE__S3__RETRY_SECONDS", "2");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.trim().lines().last().unwrap_or_default().to_string();
+        assert!(
+            !out.status.success() && last.starts_with("cdcd: ") && last.contains(needle),
+            "expected an error containing `{needle}`, got: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if !lake.url.starts_with("s3://") {
+            let written: Vec<_> = walk(Path::new(&lake.url))
+                .into_iter()
+                .filter(|p| !p.to_string_lossy().ends_with(".lock"))
+                .collect();
+            assert!(written.is_empty(), "{needle}: data moved: {written:?}");
+        }
+        println!("bad input ({needle}) -> {last}");
+    };
+    refused(
+        &local,
+        "[checkpoint]\nintervl_seconds = 1\n",
+        &[],
+        "intervl_seconds",
+    );
+    refused(
+        &local,
+        "",
+        &[("CDCD_TEST_MASKING_KEY", "")],
+        "hmac action needs a key",
+    );
+    let typo = format!("[[masking.rules]]\ncolumns = \"{db}.users.emial\"\naction = \"null\"\n");
+    refused(&local, &typo, &[], "selects no column");
+    let s3 = Lake::s3(server).child("bad");
+    refused(
+        &s3,
+        "",
+        &[("CDCD_LAKE__S3__ENDPOINT", "http://127.0.0.1:1")],
+        "cannot write there",
+    );
+    let missing = Lake {
+        url: "s3://cdcd-no-such-bucket/lake".into(),
+        name: s3.name.clone(),
+    };
+    refused(&missing, "", &[], "NoSuchBucket");
+    refused(
+        &s3,
+        "",
+        &[
+            (
+                "AWS_ACCESS_KEY_ID",
+                &env("CDCD_TEST_S3_DENIED_ACCESS_KEY_ID"),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                &env("CDCD_TEST_S3_DENIED_SECRET_ACCESS_KEY"),
+            ),
+        ],
+        "AccessDenied",
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// Signals for the restart test, without a libc dependency: `kill` from procps.

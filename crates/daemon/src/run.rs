@@ -98,7 +98,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     let unmatched = masker.unmatched(&tables);
     if !unmatched.is_empty() {
         bail!(
-            "masking: {} select no column of the {} captured tables; fix the pattern \
+            "masking: {} selects no column of the {} captured tables; fix the pattern \
              (schema.table.column globs) or remove the rule",
             unmatched.join(", "),
             tables.len()

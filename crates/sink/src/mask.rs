@@ -292,7 +292,7 @@ impl Masker {
 
     /// The rules and detectors that select no column of `tables`, as their `columns` patterns:
     /// usually a typo, reported before any data moves.
-    pub fn unmatched<'a>(&'a self, tables: &[TableSchema]) -> Vec<&'a str> {
+    pub fn unmatched(&self, tables: &[TableSchema]) -> Vec<String> {
         let mut used = HashSet::new();
         let patterns = self
             .rules
@@ -309,16 +309,16 @@ impl Masker {
                 used.insert(i);
             }
         }
-        let names: Vec<&str> = self
+        let names: Vec<String> = self
             .rules
             .iter()
             .map(|r| &r.pattern)
             .chain(self.detectors.iter().map(|d| &d.pattern))
-            .map(|p| p[2].as_str())
+            .map(|p| format!("`{}`", p.join(".")))
             .collect();
         (0..names.len())
             .filter(|i| !used.contains(i))
-            .map(|i| names[i])
+            .map(|i| names[i].clone())
             .collect()
     }
 
@@ -773,7 +773,10 @@ mod tests {
             "#,
         ))
         .unwrap();
-        assert_eq!(masker.unmatched(&[(*users()).clone()]), vec!["emial"]);
+        assert_eq!(
+            masker.unmatched(&[(*users()).clone()]),
+            vec!["`shop.users.emial`"]
+        );
     }
 
     #[test]

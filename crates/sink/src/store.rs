@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use serde::Deserialize;
@@ -439,6 +439,7 @@ where
         let code = error.code().unwrap_or_default().to_string();
         let message = describe(&error, status);
         match (status, code.as_str()) {
+            (_, "NoSuchBucket") => return Err(Failure::Permanent(message)),
             (Some(404), _) | (_, "NoSuchKey") => return Err(Failure::NotFound),
             (Some(412), _) | (_, "PreconditionFailed") => return Err(Failure::Precondition),
             (Some(408 | 429), _) | (_, "SlowDown" | "RequestTimeout" | "InternalError") => {}
@@ -474,7 +475,22 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
         (Some(code), None) => format!("{code}{hint}"),
         _ => match status {
             Some(status) => format!("HTTP {status}{hint}"),
-            None => format!("{}", DisplayErrorContext(error)),
+            // No response: the chain of causes says why (connection refused, DNS, timeout).
+            None => {
+                let mut causes: Vec<String> = Vec::new();
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+                while let Some(e) = cause {
+                    let text = e.to_string();
+                    if !causes.iter().any(|c| c.contains(&text)) {
+                        causes.push(text);
+                    }
+                    cause = e.source();
+                }
+                format!(
+                    "{} (is the endpoint right and reachable? lake.s3.endpoint, AWS_ENDPOINT_URL_S3)",
+                    causes.join(": ")
+                )
+            }
         },
     }
 }
