@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# THE test command for cdcd (see README): bootstrap the machine, start the real MariaDB and MySQL
-# servers (left running for the next run), then run the tests, rustfmt and clippy.
+# THE test command for cdcd (see README): bootstrap the machine, start the real services (MariaDB,
+# MySQL, SeaweedFS S3 and the Kinesis stand-ins; left running for the next run), then run the
+# tests, the deploy checks (Helm, Kubernetes schemas, checkov, systemd, promtool), rustfmt and
+# clippy.
 # Exits non-zero if any step fails; all three cargo steps run even if an earlier one fails.
 #
 #   scripts/test.sh
@@ -35,6 +37,8 @@ step() {  # step NAME CMD...
 }
 
 step test cargo test --workspace --all-targets -- --test-threads=2
+# The deploy checks load the rendered configs into the binary the tests just built.
+CDCD_BIN="${CARGO_TARGET_DIR:-target}/debug/cdcd" step deploy scripts/check-deploy.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 
