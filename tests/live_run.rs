@@ -48,6 +48,55 @@ async fn scenarios(server: &Server, lake: &Lake) {
     lake_reproduces_tables(server, &mut conn, &db, lake).await;
     restarts_lose_and_duplicate_nothing(server, &mut conn, &db, lake).await;
     bad_input_is_refused_before_data_moves(server, &mut conn, &db).await;
+    purged_binlogs_stop_the_restart(server, &mut conn, &db, lake).await;
+}
+
+/// Binlogs purged past the checkpoint while cdcd was stopped: it refuses to start, names the
+/// missing transactions, and writes nothing.
+async fn purged_binlogs_stop_the_restart(server: &Server, conn: &mut Conn, db: &str, lake: &Lake) {
+    let lake = lake.child("purged");
+    let start = gtid_start(server, conn).await;
+    let id = replica_id(server, 4);
+    let config = config(server, db, &lake, &start, id, "");
+    conn.query_drop(format!(
+        "INSERT INTO {db}.churn (id, v, n) VALUES (-1, 'before', 0)"
+    ))
+    .await
+    .unwrap();
+    run_until_end(&config);
+    let checkpoint = lake.checkpoint(id);
+    conn.query_drop(format!(
+        "INSERT INTO {db}.churn (id, v, n) VALUES (-2, 'purged', 0)"
+    ))
+    .await
+    .unwrap();
+    server.purge_all_but_current(conn).await;
+    let out = cdcd_command(&config, &["run", "--until-end"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("purged"),
+        "a checkpoint behind purged binlogs must stop cdcd: {stderr}"
+    );
+    assert_eq!(
+        lake.checkpoint(id),
+        checkpoint,
+        "the checkpoint did not move"
+    );
+    let rows = query(
+        &lake,
+        &format!("SELECT count(*) AS n FROM \"cdcd\".\"{db}_churn\""),
+    );
+    assert_eq!(
+        rows[0]["n"], 1,
+        "only the row before the purge is in the lake"
+    );
+    println!(
+        "{}: purged past the checkpoint -> {}",
+        server.name,
+        stderr.trim()
+    );
 }
 
 /// Where a test's lake lives.

@@ -826,40 +826,7 @@ async fn purged_start_is_refused(server: &Server, conn: &mut Conn) {
             .unwrap();
         format!("gtid:{uuid}:1")
     };
-    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
-    let status = if server.mariadb {
-        "SHOW MASTER STATUS"
-    } else {
-        "SHOW BINARY LOG STATUS"
-    };
-    let row: mysql_async::Row = conn.query_first(status).await.unwrap().unwrap();
-    let current: String = row.get(0).unwrap();
-    // A server keeps a binlog that a dump thread is still reading (MariaDB silently): end the
-    // dump threads earlier scenarios left behind, and purge until the server reports it done.
-    for attempt in 0.. {
-        let dumps: Vec<u64> = conn
-            .query(
-                "SELECT id FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'",
-            )
-            .await
-            .unwrap();
-        for id in dumps {
-            let _ = conn.query_drop(format!("KILL {id}")).await;
-        }
-        conn.query_drop(format!("PURGE BINARY LOGS TO '{current}'"))
-            .await
-            .unwrap();
-        let oldest: mysql_async::Row = conn.query_first("SHOW BINARY LOGS").await.unwrap().unwrap();
-        if oldest.get::<String, _>(0).unwrap() == current {
-            break;
-        }
-        assert!(
-            attempt < 50,
-            "{}: PURGE BINARY LOGS kept older logs",
-            server.name
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    server.purge_all_but_current(conn).await;
     let needle = "purged";
     let message = expect_failure(
         &[
