@@ -48,7 +48,41 @@ async fn scenarios(server: &Server, lake: &Lake) {
     lake_reproduces_tables(server, &mut conn, &db, lake).await;
     restarts_lose_and_duplicate_nothing(server, &mut conn, &db, lake).await;
     bad_input_is_refused_before_data_moves(server, &mut conn, &db).await;
+    systemd_sees_ready_and_watchdog(server, &mut conn, &db, lake).await;
     purged_binlogs_stop_the_restart(server, &mut conn, &db, lake).await;
+}
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`), `cdcd run` says READY=1 once connected and
+/// resumed, pings the watchdog in time, and says STOPPING=1 and exits 0 on SIGTERM. The listener
+/// stands in for systemd's notify socket.
+async fn systemd_sees_ready_and_watchdog(server: &Server, conn: &mut Conn, db: &str, lake: &Lake) {
+    let lake = lake.child("systemd");
+    let start = gtid_start(server, conn).await;
+    let config = config(server, db, &lake, &start, replica_id(server, 5), "");
+    let listener = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/notify-listener.py");
+    let command = cdcd_command(&config, &["run"]);
+    let cdcd = command.get_program().to_owned();
+    let out = Command::new("python3")
+        .arg(listener)
+        .args(["--watchdog-usec", "1000000", "--check-watchdog"])
+        .args(["--expect", "READY=1", "--expect", "STOPPING=1"])
+        .args(["--term-after-ready", "3", "--expect-exit", "0", "--"])
+        .arg(cdcd)
+        .args(command.get_args())
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "notify listener: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "{}: under a notify socket: {}",
+        server.name,
+        report.lines().last().unwrap_or_default()
+    );
 }
 
 /// Binlogs purged past the checkpoint while cdcd was stopped: it refuses to start, names the
@@ -64,7 +98,22 @@ async fn purged_binlogs_stop_the_restart(server: &Server, conn: &mut Conn, db: &
     .await
     .unwrap();
     run_until_end(&config);
+    // Transactions the table filter leaves out still move the checkpoint (so the server can
+    // purge what cdcd no longer needs), and write nothing.
+    conn.query_drop(format!(
+        "CREATE DATABASE IF NOT EXISTS {db}_other;
+         CREATE TABLE IF NOT EXISTS {db}_other.t (id INT PRIMARY KEY AUTO_INCREMENT);
+         INSERT INTO {db}_other.t VALUES (NULL), (NULL)"
+    ))
+    .await
+    .unwrap();
+    run_until_end(&config);
     let checkpoint = lake.checkpoint(id);
+    assert_eq!(
+        checkpoint["gtids"],
+        server_gtids(server, conn).await,
+        "filtered transactions advance the checkpoint"
+    );
     conn.query_drop(format!(
         "INSERT INTO {db}.churn (id, v, n) VALUES (-2, 'purged', 0)"
     ))
@@ -183,6 +232,8 @@ max_rows = 1000
 endpoint = "{endpoint}"
 force_path_style = true
 retry_seconds = 30
+# S3's smallest part: objects above it (the 12 MiB row below) go up as multipart uploads.
+multipart_bytes = 5242880
 
 [masking]
 hmac_key_env = "CDCD_TEST_MASKING_KEY"
@@ -500,6 +551,23 @@ async fn lake_reproduces_tables(server: &Server, conn: &mut Conn, db: &str, lake
             '340000000000009', 'Arlington', 'nothing personal');
          UPDATE users SET email = 'ada.l@example.com', note = 'ssn 078-05-1120' WHERE id = 1;
          DELETE FROM users WHERE id = 3;",
+    )
+    .await
+    .unwrap();
+
+    // A 12 MiB value of incompressible text: its object is larger than a multipart part.
+    let mut state = 0x853c_49e6_748f_ea9bu64;
+    let big: String = (0..12 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b"0123456789abcdef"[(state % 16) as usize])
+        })
+        .collect();
+    conn.exec_drop(
+        "INSERT INTO all_types (id, c_longtext) VALUES (30, ?)",
+        (big,),
     )
     .await
     .unwrap();

@@ -714,9 +714,16 @@ fn explain_dump_error(error: mysql_async::Error, from: &Position) -> Error {
              the replication user"
                 .to_string()
         }
+        mysql_async::Error::Server(e)
+            if e.code == 1236 && e.message.contains("same server_uuid/server_id") =>
+        {
+            "another replica is connected with the same server id: give this cdcd a server id \
+             of its own (source.server_id, unique among the server's replicas)"
+                .to_string()
+        }
         mysql_async::Error::Server(e) if e.code == 1236 => format!(
             "the server cannot send the binlog from {}: the binlogs may have been purged; start \
-             again from a snapshot or with --from start",
+             again from a snapshot (cdcd tail --from start, or a new run.start and checkpoint)",
             describe(from)
         ),
         _ => format!("reading the binlog from {}", describe(from)),
