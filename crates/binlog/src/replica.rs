@@ -699,8 +699,10 @@ async fn check_not_purged(conn: &mut Conn, info: &ServerInfo, position: &Positio
         if !missing.is_empty() {
             return Err(Error::Setup(format!(
                 "the server has purged binlogs holding transactions {missing} that come after the \
-                 start position; they cannot be read any more. Start again from a snapshot (or \
-                 --from start to accept the gap) — nothing has been read"
+                 start position; they cannot be read any more, and nothing has been read. To \
+                 recover, reload the tables from a snapshot and start after it (cdcd tail --from \
+                 end; cdcd run: remove the checkpoint, run.start = \"end\"), or accept the gap \
+                 (--from start; run.start = \"start\")"
             )));
         }
     }
