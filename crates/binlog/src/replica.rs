@@ -165,6 +165,12 @@ impl Replica {
         &self.info
     }
 
+    /// The last transaction boundary handed out; right after [`Replica::connect`], the resolved
+    /// start position (`end` becomes the server's position at that moment).
+    pub fn position(&self) -> &Position {
+        &self.committed
+    }
+
     async fn open_stream(&mut self) -> Result<()> {
         let mut conn = connect(&self.opts).await?;
         let from = self.committed.clone();

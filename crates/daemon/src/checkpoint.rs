@@ -32,6 +32,9 @@ pub struct Checkpoint {
     pub flavor: Flavor,
     pub server_uuid: Option<String>,
     pub position: Position,
+    /// Objects about to be written past the position (the parts of a transaction too large to
+    /// buffer): a run that resumes here removes them first, since it may cut the parts anew.
+    pub pending: Vec<String>,
 }
 
 impl Checkpoint {
@@ -82,10 +85,19 @@ impl Checkpoint {
             }),
             _ => None,
         };
+        let pending = value["pending_objects"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
         let checkpoint = Checkpoint {
             flavor,
             server_uuid: value["server_uuid"].as_str().map(str::to_string),
             position: Position { file, pos, gtids },
+            pending,
         };
         Ok((checkpoint, lease))
     }
@@ -102,6 +114,7 @@ impl Checkpoint {
             "file": self.position.file,
             "pos": self.position.pos,
             "gtids": gtids,
+            "pending_objects": self.pending,
             "owner": owner,
             "written_at": now(),
         })
@@ -249,9 +262,19 @@ impl CheckpointStore {
                 store,
                 key,
                 version,
-            } => match store.put_if(key, text.into_bytes(), version.as_ref()).await {
+            } => match store
+                .put_if(key, text.clone().into_bytes(), version.as_ref())
+                .await
+            {
                 Ok(written) => {
                     *version = Some(written);
+                    Ok(())
+                }
+                // A PUT retried after a lost response finds its own first attempt in place: the
+                // object then holds exactly what this process wrote.
+                Err(StoreError::Conflict { .. }) if matches!(store.get(key).await, Ok(Some((ref body, _))) if *body == text.as_bytes()) =>
+                {
+                    *version = store.get(key).await.ok().flatten().map(|(_, v)| v);
                     Ok(())
                 }
                 Err(StoreError::Conflict { .. }) => bail!(
@@ -283,6 +306,7 @@ mod tests {
                 pos: 1234,
                 gtids: Gtids::MySql("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42".parse().unwrap()),
             },
+            pending: vec!["shop/orders/year=2026/month=11/day=25/hour=08/gtid_23_0.parquet".into()],
         };
         checkpoint.store(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), Some(checkpoint.clone()));

@@ -26,10 +26,12 @@ pub struct Metrics {
     checkpoint_age: Gauge,
     /// Commit time (µs since the epoch) of the last transaction read; 0 when caught up.
     last_commit_us: AtomicI64,
-    /// When the checkpoint last advanced (µs since the epoch).
+    /// When the checkpoint was last written (µs since the epoch).
     checkpointed_us: AtomicI64,
     /// Connected to the source and following it.
     following: AtomicBool,
+    /// When the lake thread last went round its loop (µs since the epoch).
+    alive_us: AtomicI64,
     /// How long the checkpoint may stand still before `/readyz` fails.
     stall: Duration,
 }
@@ -47,7 +49,7 @@ impl Metrics {
         let rows = IntCounterVec::new(
             Opts::new(
                 "cdcd_rows_total",
-                "Row changes written to the lake, by table and op",
+                "Row changes read from the binlog for the lake, by table and op (a replay after a crash counts again)",
             ),
             &["table", "op"],
         )?;
@@ -75,7 +77,7 @@ impl Metrics {
         )?;
         let checkpoint_age = Gauge::new(
             "cdcd_checkpoint_age_seconds",
-            "Seconds since the checkpoint last advanced",
+            "Seconds since the checkpoint was last written: advanced, or confirmed while the source is idle",
         )?;
         for collector in [
             Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>,
@@ -100,6 +102,7 @@ impl Metrics {
             last_commit_us: AtomicI64::new(0),
             checkpointed_us: AtomicI64::new(now_us()),
             following: AtomicBool::new(false),
+            alive_us: AtomicI64::new(now_us()),
             stall,
         }))
     }
@@ -112,6 +115,16 @@ impl Metrics {
     /// The source said it has nothing newer: the lag is 0.
     pub fn caught_up(&self) {
         self.last_commit_us.store(0, Ordering::Relaxed);
+    }
+
+    /// The pipeline is turning (called by the lake thread on every round).
+    pub fn alive(&self) {
+        self.alive_us.store(now_us(), Ordering::Relaxed);
+    }
+
+    /// Whether the pipeline turned within `period`: what the systemd watchdog is fed on.
+    pub fn alive_within(&self, period: Duration) -> bool {
+        now_us() - self.alive_us.load(Ordering::Relaxed) <= period.as_micros() as i64
     }
 
     pub fn checkpointed(&self) {

@@ -3,7 +3,10 @@
 //! does nothing.
 
 use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::metrics::Metrics;
 
 /// Sends one notification; failures are logged, never fatal (the service works without them).
 fn notify(message: &str) {
@@ -36,9 +39,10 @@ pub fn stopping() {
     notify("STOPPING=1");
 }
 
-/// When systemd asks for watchdog pings (`WatchdogSec=`), pings at half the interval from the
-/// async runtime, so that a wedged runtime stops the pings and systemd restarts the service.
-pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
+/// When systemd asks for watchdog pings (`WatchdogSec=`), pings at half the interval while the
+/// pipeline keeps turning, so that a stuck pipeline (a hung store, a wedged runtime) stops the
+/// pings and systemd restarts the service.
+pub fn spawn_watchdog(metrics: Arc<Metrics>) -> Option<tokio::task::JoinHandle<()>> {
     let micros: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Some(pid) = std::env::var("WATCHDOG_PID")
         .ok()
@@ -53,7 +57,13 @@ pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
         let mut ticks = tokio::time::interval(period);
         loop {
             ticks.tick().await;
-            notify("WATCHDOG=1");
+            if metrics.alive_within(period) {
+                notify("WATCHDOG=1");
+            } else {
+                tracing::warn!(
+                    "the pipeline has not turned for {period:?}; not feeding the watchdog"
+                );
+            }
         }
     }))
 }

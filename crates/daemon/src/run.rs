@@ -23,7 +23,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use cdcd_binlog::{Position, Record, Replica, StartFrom, TableFilter};
-use cdcd_event::{ChangeEvent, Flavor, Op};
+use cdcd_event::{ChangeEvent, Op};
 use cdcd_sink::{Lake, Masker, Object, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
@@ -40,10 +40,12 @@ pub struct RunArgs {
     until_end: bool,
 }
 
-/// Objects to write, and the transaction boundary to checkpoint once they are durable (`None`
-/// for the parts of a transaction too large to buffer, which complete no boundary).
+/// Objects to write, and what they complete.
 struct Flush {
     objects: Vec<Object>,
+    /// The transaction boundary to checkpoint once the objects are durable; `None` for the
+    /// parts of a transaction too large to buffer, which complete no boundary and are recorded
+    /// in the checkpoint as pending before they are written.
     checkpoint: Option<Position>,
 }
 
@@ -105,6 +107,25 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         );
     }
     let server = replica.server().clone();
+    let start = Checkpoint {
+        flavor: server.flavor,
+        server_uuid: server.server_uuid.clone(),
+        position: replica.position().clone(),
+        pending: Vec::new(),
+    };
+    if let Some(previous) = &resume {
+        // Parts of a large transaction that the last run cut: this run cuts them anew.
+        for key in &previous.pending {
+            store.delete(key).await.with_context(|| {
+                format!("removing {key}, written past the checkpoint by the last run")
+            })?;
+        }
+    }
+    if resume.as_ref().is_none_or(|r| !r.pending.is_empty()) {
+        // From here on nothing is skipped: with run.start = "end", a restart before the first
+        // flush would otherwise begin at a later "end".
+        checkpoints.save(&start, false).await?;
+    }
     tracing::info!(
         lake = %config.lake.url,
         checkpoint = %checkpoints.location(),
@@ -115,12 +136,13 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     );
     metrics.set_following(true);
     notify::ready();
-    let watchdog = notify::spawn_watchdog();
+    let watchdog = notify::spawn_watchdog(metrics.clone());
 
     let (records_tx, records_rx) = mpsc::channel::<Vec<Record>>(4);
     let (flush_tx, flush_rx) = mpsc::channel::<Flush>(2);
     let runtime = tokio::runtime::Handle::current();
     let lake_metrics = metrics.clone();
+    let start_position = start.position.clone();
     let lake_thread = std::thread::Builder::new()
         .name("lake".into())
         .spawn(move || {
@@ -130,21 +152,14 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
                 flush_tx,
                 lake,
                 &mut masker,
-                interval,
+                (interval, start_position),
                 &lake_metrics,
             )
         })
         .context("starting the lake thread")?;
-    let identity = (server.flavor, server.server_uuid.clone());
-    let uploader = tokio::spawn(upload(
-        flush_rx,
-        store,
-        checkpoints,
-        identity,
-        metrics.clone(),
-    ));
+    let uploader = tokio::spawn(upload(flush_rx, store, checkpoints, start, metrics.clone()));
 
-    let read = read(replica, records_tx).await;
+    let read = read(replica, records_tx, &metrics).await;
     metrics.set_following(false);
     let cut = lake_thread
         .join()
@@ -153,7 +168,6 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    notify::stopping();
     // The uploader's error explains why the stages before it stopped; report it first.
     uploaded?;
     cut?;
@@ -175,7 +189,11 @@ fn checkpoint_url(config: &Config) -> String {
 }
 
 /// Reads the binlog into batches until the end (with `--until-end`), a signal, or an error.
-async fn read(mut replica: Replica, to_lake: mpsc::Sender<Vec<Record>>) -> Result<()> {
+async fn read(
+    mut replica: Replica,
+    to_lake: mpsc::Sender<Vec<Record>>,
+    metrics: &Metrics,
+) -> Result<()> {
     let mut batch = Vec::with_capacity(4096);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -187,6 +205,11 @@ async fn read(mut replica: Replica, to_lake: mpsc::Sender<Vec<Record>>) -> Resul
             _ = terminate.recv() => Ok(false),
             _ = &mut interrupt => Ok(false),
         };
+        if matches!(more, Ok(false)) {
+            // Stopping (a signal, or the end with --until-end): say so before the final flush.
+            notify::stopping();
+            metrics.set_following(false);
+        }
         let failed = more.is_err();
         // Everything decoded before an error or a signal still goes out, so that it is
         // checkpointed; the open transaction is read again on the next start.
@@ -218,23 +241,27 @@ fn cut_objects(
     flushes: mpsc::Sender<Flush>,
     mut lake: Lake,
     masker: &mut Masker,
-    checkpoint_interval: Duration,
+    (checkpoint_interval, start): (Duration, Position),
     metrics: &Metrics,
 ) -> Result<()> {
     let runtime = tokio::runtime::Handle::current();
     let send = |flush: Flush| -> Result<bool> { Ok(flushes.blocking_send(flush).is_ok()) };
-    // The last transaction boundary read, and when a checkpoint was last sent on.
-    let mut last_commit: Option<Position> = None;
+    // The last transaction boundary read (at first, where reading began), and when a checkpoint
+    // was last sent on.
+    let mut last_commit = start.clone();
     let mut checkpointed = Instant::now();
-    let mut checkpointed_at: Option<Position> = None;
+    let mut checkpointed_at = start;
     // Whether the open transaction has already been written in parts.
     let mut in_parts = false;
     let mut row_counters = RowCounters::new();
     loop {
-        let checkpoint_due = checkpointed + checkpoint_interval;
+        metrics.alive();
+        // Wake for the next flush or checkpoint, and at least 4 times a second to show the watchdog
+        // that this thread is not stuck (a blocked uploader blocks it in `send`).
         let deadline = lake
             .next_deadline()
-            .map_or(checkpoint_due, |d| d.min(checkpoint_due));
+            .unwrap_or(checkpointed + checkpoint_interval)
+            .min(Instant::now() + Duration::from_millis(250));
         let received = runtime
             .block_on(async { tokio::time::timeout_at(deadline.into(), records.recv()).await });
         let batch = match received {
@@ -255,8 +282,10 @@ fn cut_objects(
                             in_parts = true;
                             let flush = Flush {
                                 objects: lake.take_committed()?,
-                                checkpoint: last_commit.clone(),
+                                checkpoint: Some(last_commit.clone()),
                             };
+                            checkpointed = Instant::now();
+                            checkpointed_at = last_commit.clone();
                             if !send(flush)? {
                                 return Ok(());
                             }
@@ -274,7 +303,7 @@ fn cut_objects(
                     metrics.transactions.inc();
                     lake.commit();
                     in_parts = false;
-                    last_commit = Some(position);
+                    last_commit = position;
                 }
                 Record::Heartbeat => metrics.caught_up(),
                 Record::Ddl(_) => {}
@@ -282,13 +311,11 @@ fn cut_objects(
         }
         // Flush when rows are due; otherwise keep the checkpoint (and the lease) fresh, which
         // also moves it over transactions that the filter left out.
-        let idle_due = checkpointed.elapsed() >= checkpoint_interval
-            && lake.committed_rows() == 0
-            && last_commit.is_some();
+        let idle_due = lake.committed_rows() == 0 && checkpointed.elapsed() >= checkpoint_interval;
         if lake.flush_due() || idle_due {
             let flush = Flush {
                 objects: lake.take_committed()?,
-                checkpoint: last_commit.clone(),
+                checkpoint: Some(last_commit.clone()),
             };
             checkpointed = Instant::now();
             checkpointed_at = last_commit.clone();
@@ -301,7 +328,7 @@ fn cut_objects(
     if lake.committed_rows() > 0 || checkpointed_at != last_commit {
         send(Flush {
             objects: lake.take_committed()?,
-            checkpoint: last_commit,
+            checkpoint: Some(last_commit),
         })?;
     }
     Ok(())
@@ -332,18 +359,20 @@ async fn upload(
     mut flushes: mpsc::Receiver<Flush>,
     store: Store,
     mut checkpoints: CheckpointStore,
-    (flavor, server_uuid): (Flavor, Option<String>),
+    mut checkpoint: Checkpoint,
     metrics: Arc<Metrics>,
 ) -> Result<()> {
-    let mut last: Option<Checkpoint> = None;
     while let Some(flush) = flushes.recv().await {
         let started = Instant::now();
-        metrics.objects.inc_by(flush.objects.len() as u64);
-        metrics
-            .bytes
-            .inc_by(flush.objects.iter().map(|o| o.body.len() as u64).sum());
+        if flush.checkpoint.is_none() {
+            // Parts: recorded before they are written, so a crash cannot leave them unknown.
+            checkpoint
+                .pending
+                .extend(flush.objects.iter().map(|o| o.key.clone()));
+            checkpoints.save(&checkpoint, false).await?;
+        }
+        let sizes: Vec<u64> = flush.objects.iter().map(|o| o.body.len() as u64).collect();
         let rows: usize = flush.objects.iter().map(|o| o.rows).sum();
-        let objects = flush.objects.len();
         futures_util::stream::iter(flush.objects)
             .map(|object| {
                 let store = &store;
@@ -357,31 +386,28 @@ async fn upload(
             .buffer_unordered(PARALLEL_PUTS)
             .try_collect::<Vec<()>>()
             .await?;
-        if objects > 0 {
-            tracing::debug!(objects, rows, "objects written");
+        metrics.objects.inc_by(sizes.len() as u64);
+        metrics.bytes.inc_by(sizes.iter().sum());
+        if !sizes.is_empty() {
+            tracing::debug!(objects = sizes.len(), rows, "objects written");
         }
         if let Some(position) = flush.checkpoint {
-            let checkpoint = Checkpoint {
-                flavor,
-                server_uuid: server_uuid.clone(),
-                position,
-            };
+            checkpoint.position = position;
+            checkpoint.pending.clear();
             checkpoints.save(&checkpoint, false).await?;
+            // Advanced, or confirmed while idle: either way, durable up to the source's present.
             metrics.checkpointed();
-            last = Some(checkpoint);
         }
         metrics
             .flush_seconds
             .observe(started.elapsed().as_secs_f64());
     }
-    if let Some(checkpoint) = last {
-        checkpoints.save(&checkpoint, true).await?;
-        tracing::info!(
-            file = %checkpoint.position.file,
-            pos = checkpoint.position.pos,
-            gtids = %checkpoint.position.gtids,
-            "stopped; checkpoint released"
-        );
-    }
+    checkpoints.save(&checkpoint, true).await?;
+    tracing::info!(
+        file = %checkpoint.position.file,
+        pos = checkpoint.position.pos,
+        gtids = %checkpoint.position.gtids,
+        "stopped; checkpoint released"
+    );
     Ok(())
 }

@@ -169,6 +169,7 @@ fn spawn_writer(
                         flavor: target.flavor,
                         server_uuid: target.server_uuid.clone(),
                         position: position.clone(),
+                        pending: Vec::new(),
                     }
                     .store(&target.path)?;
                     *flushed = Some(position.clone());

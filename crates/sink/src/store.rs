@@ -103,7 +103,29 @@ impl Store {
                     });
                 }
             }
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if s3.multipart_bytes < 5 << 20 {
+                return Err(StoreError::Config {
+                    url: url.into(),
+                    message: format!(
+                        "s3.multipart_bytes = {}: S3's parts are at least 5 MiB (5242880)",
+                        s3.multipart_bytes
+                    ),
+                });
+            }
+            if s3.kms_key_id.is_some() && s3.sse.as_deref() != Some("aws:kms") {
+                return Err(StoreError::Config {
+                    url: url.into(),
+                    message: "s3.kms_key_id needs s3.sse = \"aws:kms\"".into(),
+                });
+            }
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .timeout_config(
+                    aws_config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(10))
+                        // A hung request fails and is retried instead of stalling the pipeline.
+                        .operation_attempt_timeout(Duration::from_secs(120))
+                        .build(),
+                );
             if let Some(region) = &s3.region {
                 loader = loader.region(aws_config::Region::new(region.clone()));
             }
@@ -140,12 +162,34 @@ impl Store {
         }
     }
 
-    /// Checks that objects can be written, read and deleted here, by doing it once.
+    /// Checks that objects can be written, read and deleted here, by doing it once. A store
+    /// that does not answer fails this within 30 s, not after `retry_seconds`.
     pub async fn probe(&self) -> Result<(), StoreError> {
+        let quick;
+        let store = match self {
+            Store::S3 {
+                client,
+                bucket,
+                prefix,
+                config,
+            } => {
+                quick = Store::S3 {
+                    client: client.clone(),
+                    bucket: bucket.clone(),
+                    prefix: prefix.clone(),
+                    config: S3Config {
+                        retry_seconds: config.retry_seconds.min(30),
+                        ..config.clone()
+                    },
+                };
+                &quick
+            }
+            local => local,
+        };
         let key = format!("_cdcd/probe-{}", std::process::id());
-        self.put(&key, b"cdcd write probe".to_vec()).await?;
-        self.get(&key).await?;
-        self.delete(&key).await
+        store.put(&key, b"cdcd write probe".to_vec()).await?;
+        store.get(&key).await?;
+        store.delete(&key).await
     }
 
     /// Writes `body` at `key`, replacing any object there; visible whole or not at all.
@@ -503,23 +547,32 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-/// Temporary file, fsync, rename, fsync of the directory: after a crash the object is either
-/// absent or complete.
+/// Temporary file, fsync, rename, fsync of the directory (and of the directories above it, which
+/// may be new): after a crash the object is either absent or complete. The temporary file's name
+/// starts with a dot, which Athena, Hive and Spark skip, so a crash's leftover is never read.
 pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let directory = path.parent().unwrap_or(Path::new("."));
+    let directory = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(directory)?;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
     name.push(format!(".tmp-{}", std::process::id()));
     let temporary = path.with_file_name(name);
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(body)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;
-    std::fs::File::open(if directory.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        directory
-    })?
-    .sync_all()
+    // The partition directories (year=/month=/day=/hour=) may have just been created.
+    for dir in directory.ancestors().take(5) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -49,6 +49,11 @@ pub fn table_ddl(
     );
     let _ = writeln!(
         ddl,
+        "-- After an ALTER TABLE, DROP TABLE `{database}`.`{name}` (external: the data stays) and \
+         run this again."
+    );
+    let _ = writeln!(
+        ddl,
         "CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{name}` ("
     );
     let mut columns: Vec<String> = table
@@ -56,7 +61,10 @@ pub fn table_ddl(
         .iter()
         .map(|c| {
             let lake_type = LakeType::of(c);
-            let athena = if json && !matches!(lake_type, LakeType::Int32 | LakeType::Int64) {
+            // JSON lines hold BIT as a string of binary digits, like the native format.
+            let numeric = matches!(lake_type, LakeType::Int32 | LakeType::Int64)
+                && c.kind != cdcd_event::ColumnType::Bit;
+            let athena = if json && !numeric {
                 "string".to_string()
             } else {
                 lake_type.athena()

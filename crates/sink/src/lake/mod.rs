@@ -394,10 +394,11 @@ impl Lake {
                 return *shape;
             }
         }
+        // Everything that decides how values are rendered: a changed ENUM list or DECIMAL scale
+        // must not be encoded with the definition of the segment's first row.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         for column in &table.columns {
-            column.name.hash(&mut hasher);
-            types::LakeType::of(column).athena().hash(&mut hasher);
+            format!("{column:?}").hash(&mut hasher);
         }
         let shape = hasher.finish();
         self.last_shape = Some((table.clone(), shape));

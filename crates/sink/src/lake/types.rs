@@ -4,7 +4,8 @@
 //! the files. Values are exact where Athena has an exact type: integers that fit, DECIMAL up to
 //! Athena's precision 38, microsecond times. Everything else is kept as text rather than rounded:
 //! unsigned BIGINT and BIT(64) become DECIMAL(20,0), DECIMAL wider than 38 digits and TIME become
-//! strings. Zero dates (`0000-00-00`, which no date type can hold) are NULL.
+//! strings. Zero and invalid dates (`0000-00-00`, `2024-02-31` under ALLOW_INVALID_DATES), which no
+//! date type can hold, are NULL.
 
 use cdcd_event::{Column, ColumnType};
 
@@ -97,9 +98,18 @@ pub(crate) const CDC_COLUMNS: [(&str, LakeType); 5] = [
 ];
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm); `None` for
-/// MySQL's zero and partial dates.
+/// MySQL's zero, partial and invalid dates.
 pub(crate) fn days_from_civil(year: u16, month: u8, day: u8) -> Option<i32> {
-    if month == 0 || day == 0 || year == 0 {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    // Zero days and ALLOW_INVALID_DATES dates such as 2024-02-31 have no calendar day.
+    if day == 0 || day > days_in_month {
         return None;
     }
     let y = i64::from(year) - i64::from(month <= 2);
@@ -139,6 +149,9 @@ mod tests {
         assert_eq!(days_from_civil(1969, 12, 31), Some(-1));
         assert_eq!(days_from_civil(1000, 1, 1), Some(-354_285));
         assert_eq!(days_from_civil(2024, 0, 0), None);
+        assert_eq!(days_from_civil(2024, 2, 31), None);
+        assert_eq!(days_from_civil(2024, 2, 29), Some(19_782));
+        assert_eq!(days_from_civil(0, 1, 1), Some(-719_528));
     }
 
     #[test]
