@@ -23,8 +23,9 @@
 //!   the same name holds a prefix of the old one's rows and replaces it; the rest follow in a
 //!   later object, once.
 //! - A transaction too large to buffer is written in parts before it commits. The caller first
-//!   flushes and checkpoints everything before it ([`Lake::transaction_overflows`]), so that the
-//!   parts are cut at the same rows (every `max_rows` rows of the transaction) by any run.
+//!   flushes and checkpoints everything before it ([`Lake::transaction_overflows`]), and records
+//!   each part in the checkpoint before writing it; a run that resumes there removes the recorded
+//!   parts first, because it may cut the transaction elsewhere (another `max_rows`).
 //!
 //! Ingest-time partitioning (Glue's `ingest_year=…`) takes the partition from the clock, so after
 //! a crash replayed rows can land in a second partition: at-least-once, as with Glue.
