@@ -51,8 +51,27 @@ pub async fn run(config_path: Option<&Path>, args: AthenaArgs) -> Result<()> {
         "CREATE DATABASE IF NOT EXISTS `{}`;\n",
         cdcd_sink::lake::athena::athena_name(&args.database)
     );
+    let prefix = if config.lake.partitioning == "ingest-time" {
+        "ingest_"
+    } else {
+        ""
+    };
     for table in tables {
         let masked = masker.masked_table(&Arc::new(table));
+        if let Some(column) = masked.columns.iter().find(|c| {
+            ["year", "month", "day", "hour"]
+                .iter()
+                .any(|p| c.name.eq_ignore_ascii_case(&format!("{prefix}{p}")))
+        }) {
+            bail!(
+                "{}.{}: column `{}` has the name of a partition column, which Athena refuses; \
+                 drop it from the lake with a masking rule (action = \"drop\") or leave the \
+                 table out of source.tables",
+                masked.schema,
+                masked.table,
+                column.name
+            );
+        }
         println!(
             "{}",
             table_ddl(&masked, &config.lake, &args.database, &location)
