@@ -128,11 +128,13 @@ async fn purged_binlogs_stop_the_restart(server: &Server, conn: &mut Conn, db: &
         !out.status.success() && stderr.contains("purged"),
         "a checkpoint behind purged binlogs must stop cdcd: {stderr}"
     );
-    assert_eq!(
-        lake.checkpoint(id),
-        checkpoint,
-        "the checkpoint did not move"
-    );
+    let after = lake.checkpoint(id);
+    for field in ["file", "pos", "gtids"] {
+        assert_eq!(
+            after[field], checkpoint[field],
+            "the checkpoint did not move"
+        );
+    }
     let rows = query(
         &lake,
         &format!("SELECT count(*) AS n FROM \"cdcd\".\"{db}_churn\""),
