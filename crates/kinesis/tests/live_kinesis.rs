@@ -9,7 +9,7 @@
 //! Sizes: kinesis-mock's PutRecords costs time linear in the records already in the shard
 //! (measured: 50 records into a shard holding 10,000 take ~300 ms, into an empty one ~10 ms), so
 //! a stream's fill time grows with the square of its records per shard, whatever the batching.
-//! The 20,000-record run takes ~30 s of that; the fault runs use 10,000 records each.
+//! The 20,000-record run takes ~30 s of that; the fault runs use 8,000 records each.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -350,20 +350,20 @@ async fn fault_proxy() {
     let stream = unique("throttled");
     create_stream(&admin, &stream, 4).await;
     faults.set(r#"{"put_fraction":0.1}"#);
-    let records = workload(10_000, 200, 3);
+    let records = workload(8_000, 200, 3);
     let run = produce(config(proxy.clone(), &stream), &records).await;
     faults.set("{}");
     report("fault proxy put_fraction 0.1, strict", &run);
     assert_exact(&run, &records);
     assert!(ProducerMetrics::get(&run.metrics.records_retried) > 0);
-    assert!(ProducerMetrics::get(&run.metrics.record_failures_throughput_exceeded) > 500);
+    assert!(ProducerMetrics::get(&run.metrics.record_failures_throughput_exceeded) > 400);
     delete_stream(&admin, &stream).await;
 
     // Whole calls refused: every 7th call throttled (HTTP 400), every 11th an HTTP 500.
     let stream = unique("calls");
     create_stream(&admin, &stream, 4).await;
     faults.set(r#"{"call_every":7,"fivexx_every":11}"#);
-    let records = workload(10_000, 200, 4);
+    let records = workload(8_000, 200, 4);
     let run = produce(config(proxy.clone(), &stream), &records).await;
     faults.set("{}");
     report("fault proxy call_every 7, fivexx_every 11, strict", &run);
