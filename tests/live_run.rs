@@ -49,7 +49,139 @@ async fn scenarios(server: &Server, lake: &Lake) {
     restarts_lose_and_duplicate_nothing(server, &mut conn, &db, lake).await;
     bad_input_is_refused_before_data_moves(server, &mut conn, &db).await;
     systemd_sees_ready_and_watchdog(server, &mut conn, &db, lake).await;
+    kinesis_receives_every_change(server, &mut conn, &db, lake).await;
     purged_binlogs_stop_the_restart(server, &mut conn, &db, lake).await;
+}
+
+/// With `kinesis.stream` set, `cdcd run` also puts every masked change on Kinesis as AWS DMS
+/// would: the stream holds exactly the records `cdcd tail --format dms` prints for the same range
+/// (whose values the binlog tests check against `SELECT`), each once, in order per partition key.
+async fn kinesis_receives_every_change(server: &Server, conn: &mut Conn, db: &str, lake: &Lake) {
+    let lake = lake.child("kinesis");
+    let stream = format!("cdcd-{}", lake.name);
+    kinesis_stream(&["create", &stream, "2"]);
+    let start = gtid_start(server, conn).await;
+    conn.query_drop(format!(
+        "INSERT INTO {db}.users (id, name, email, phone, ssn, card, address, note) VALUES
+           (10, 'Kay', 'kay@example.com', '+1 555 0100', '111-22-3333', '4111111111111111', 'x', 'mail kay@example.com');
+         UPDATE {db}.users SET name = 'Kay K' WHERE id = 10;
+         ALTER TABLE {db}.users ADD COLUMN vip BOOL DEFAULT 0;
+         UPDATE {db}.users SET vip = 1;
+         DELETE FROM {db}.users WHERE id = 10;
+         INSERT INTO {db}.churn (id, v, n) SELECT -1000 - seq, 'k', seq FROM
+           (SELECT a.n + 10 * b.n + 100 * c.n AS seq FROM {db}.digits a, {db}.digits b, {db}.digits c) s"
+    ))
+    .await
+    .unwrap();
+    let extra = format!(
+        "[kinesis]\nstream = \"{stream}\"\nendpoint = \"{}\"\n",
+        env("CDCD_TEST_KINESIS_ENDPOINT")
+    );
+    let config = config(server, db, &lake, &start, replica_id(server, 6), &extra);
+    run_until_end(&config);
+
+    let tail = cdcd_command(
+        &config,
+        &["tail", "--until-end", "--format", "dms", "--from", &start],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        tail.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tail.stderr)
+    );
+    // DMS stamps each record with the time it was written; the rest must be identical.
+    let comparable = |text: &str| {
+        let mut record: Json = serde_json::from_str(text).unwrap();
+        record["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("timestamp");
+        record.to_string()
+    };
+    let expected: Vec<String> = String::from_utf8(tail.stdout)
+        .unwrap()
+        .lines()
+        .map(comparable)
+        .collect();
+    let mut records: Vec<Json> = kinesis_stream(&["read", &stream]);
+    for record in &mut records {
+        record["data"] = Json::String(comparable(record["data"].as_str().unwrap()));
+    }
+    let mut put: Vec<String> = records
+        .iter()
+        .map(|r| r["data"].as_str().unwrap().to_string())
+        .collect();
+    let mut want = expected.clone();
+    put.sort();
+    want.sort();
+    assert_eq!(put.len(), want.len(), "records on the stream");
+    assert!(
+        put == want,
+        "the stream holds other records than cdcd tail --format dms prints"
+    );
+    // Per partition key, the stream's order is the binlog's.
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in &records {
+        by_key
+            .entry(record["key"].as_str().unwrap().to_string())
+            .or_default()
+            .push(record["data"].as_str().unwrap().to_string());
+    }
+    for (key, datas) in &by_key {
+        let order: Vec<&String> = expected
+            .iter()
+            .filter(|line| datas.contains(line))
+            .collect();
+        assert_eq!(
+            datas.iter().collect::<Vec<_>>(),
+            order,
+            "order of key {key}"
+        );
+    }
+    let control = records
+        .iter()
+        .filter(|r| {
+            r["data"]
+                .as_str()
+                .unwrap()
+                .contains("\"record-type\":\"control\"")
+        })
+        .count();
+    assert!(control >= 1, "a control record for the ALTER TABLE");
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["data"].as_str().unwrap().contains("kay@example.com")),
+        "masking applies before Kinesis"
+    );
+    println!(
+        "{}: {} DMS records on Kinesis ({} keys, {control} control), equal to cdcd tail --format dms, in order per key, masked",
+        server.name,
+        records.len(),
+        by_key.len()
+    );
+}
+
+fn kinesis_stream(args: &[&str]) -> Vec<Json> {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/kinesis_stream.py");
+    let out = Command::new(env("CDCD_TEST_DUCKDB_PYTHON"))
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kinesis_stream.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Under systemd (`Type=notify`, `WatchdogSec=`), `cdcd run` says READY=1 once connected and

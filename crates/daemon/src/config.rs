@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use cdcd_binlog::ReplicaOptions;
 use cdcd_event::dms::{BeforeImage, BeforeImageColumns, DmsOptions, PartitionKeyType};
+use cdcd_kinesis::KinesisConfig;
 use cdcd_sink::{LakeConfig, MaskingConfig};
 
 const DEFAULTS: &str = include_str!("../../../config.toml");
@@ -26,6 +27,9 @@ pub struct Config {
     pub run: RunConfig,
     pub lake: LakeConfig,
     pub checkpoint: CheckpointConfig,
+    /// `cdcd run`'s Kinesis output; off while `kinesis.stream` is empty.
+    #[serde(default)]
+    pub kinesis: KinesisConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -50,6 +54,9 @@ pub struct RunConfig {
     /// Where the first run starts (later runs resume from the checkpoint): start | end |
     /// gtid:SET | file:NAME:POS.
     pub start: String,
+    /// The records put on Kinesis (when `kinesis.stream` is set): `dms` (as AWS DMS writes them,
+    /// shaped by `[dms]`) or `native`.
+    pub kinesis_format: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +142,12 @@ impl Config {
         let heartbeat = self.source.heartbeat_seconds;
         if !(1..=3600).contains(&heartbeat) {
             bail!("config: source.heartbeat_seconds = {heartbeat}: use 1 to 3600");
+        }
+        if !matches!(self.run.kinesis_format.as_str(), "dms" | "native") {
+            bail!(
+                "config: run.kinesis_format = `{}`: use dms or native",
+                self.run.kinesis_format
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!(

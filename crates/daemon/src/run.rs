@@ -23,7 +23,10 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use cdcd_binlog::{Position, Record, Replica, StartFrom, TableFilter};
-use cdcd_event::{ChangeEvent, Op};
+use cdcd_event::dms::DmsWriter;
+use cdcd_event::native::NativeWriter;
+use cdcd_event::{ChangeEvent, DdlEvent, Op};
+use cdcd_kinesis::{Acks, Producer};
 use cdcd_sink::{Lake, Masker, Object, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
@@ -47,6 +50,80 @@ struct Flush {
     /// parts of a transaction too large to buffer, which complete no boundary and are recorded
     /// in the checkpoint as pending before they are written.
     checkpoint: Option<Position>,
+    /// The last Kinesis record of the changes before `checkpoint`: the checkpoint also waits
+    /// for Kinesis to acknowledge it.
+    kinesis_token: Option<u64>,
+}
+
+/// `cdcd run`'s Kinesis output: every masked change (and, in DMS format, a control record per
+/// DDL) as one record, tokens numbering them in order for the acknowledgement watermark.
+struct KinesisOutput {
+    producer: Producer,
+    acks: Acks,
+    format: KinesisFormat,
+    /// DMS records, and the partition keys of both formats (`[dms] partition_key_type`).
+    dms: DmsWriter,
+    next_token: u64,
+    buf: String,
+}
+
+enum KinesisFormat {
+    Dms,
+    Native(NativeWriter),
+}
+
+impl KinesisOutput {
+    fn put_change(&mut self, event: &ChangeEvent) -> Result<()> {
+        self.buf.clear();
+        match &mut self.format {
+            KinesisFormat::Dms => self.dms.write_change(&mut self.buf, event),
+            KinesisFormat::Native(native) => native.write_change(&mut self.buf, event),
+        }
+        let key = self.dms.partition_key(event);
+        self.send(key, Some(event.event_id()))
+    }
+
+    fn put_ddl(&mut self, ddl: &DdlEvent) -> Result<()> {
+        self.buf.clear();
+        match &mut self.format {
+            KinesisFormat::Dms => {
+                self.dms.write_ddl(&mut self.buf, ddl);
+            }
+            KinesisFormat::Native(native) => native.write_ddl(&mut self.buf, ddl),
+        }
+        if self.buf.is_empty() {
+            // DMS mode without control records (dms.include_control_details = false).
+            return Ok(());
+        }
+        let key = match &ddl.table {
+            Some((schema, table)) => format!("{schema}.{table}"),
+            None => ddl.schema.to_string(),
+        };
+        self.send(key, None)
+    }
+
+    /// Puts the rendered record, waiting while the producer's buffer is full.
+    fn send(&mut self, key: String, event_id: Option<String>) -> Result<()> {
+        // One record per change, without the line break that separates them in `cdcd tail`.
+        let data = self.buf.trim_end_matches('\n');
+        let mut record = cdcd_kinesis::Record::new(
+            key,
+            bytes::Bytes::copy_from_slice(data.as_bytes()),
+            self.next_token,
+        );
+        if let Some(id) = event_id {
+            record = record.with_event_id(id);
+        }
+        self.next_token += 1;
+        tokio::runtime::Handle::current()
+            .block_on(self.producer.send(record))
+            .map_err(Into::into)
+    }
+
+    /// The token of the last record put, if any.
+    fn last_token(&self) -> Option<u64> {
+        self.next_token.checked_sub(1)
+    }
 }
 
 /// Concurrent PUTs per flush.
@@ -126,7 +203,26 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         // flush would otherwise begin at a later "end".
         checkpoints.save(&start, false).await?;
     }
+    let kinesis = if config.kinesis.stream.is_empty() {
+        None
+    } else {
+        let (producer, acks) = Producer::start(config.kinesis.clone()).await?;
+        let format = match config.run.kinesis_format.as_str() {
+            "native" => KinesisFormat::Native(NativeWriter::new()),
+            _ => KinesisFormat::Dms,
+        };
+        Some(KinesisOutput {
+            producer,
+            acks,
+            format,
+            dms: DmsWriter::new(config.dms.options()?),
+            next_token: 0,
+            buf: String::new(),
+        })
+    };
+    let acks = kinesis.as_ref().map(|k| k.acks.clone());
     tracing::info!(
+        kinesis = %config.kinesis.stream,
         lake = %config.lake.url,
         checkpoint = %checkpoints.location(),
         tables = tables.len(),
@@ -154,10 +250,17 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
                 &mut masker,
                 (interval, start_position),
                 &lake_metrics,
+                kinesis,
             )
         })
         .context("starting the lake thread")?;
-    let uploader = tokio::spawn(upload(flush_rx, store, checkpoints, start, metrics.clone()));
+    let uploader = tokio::spawn(upload(
+        flush_rx,
+        store,
+        (checkpoints, acks),
+        start,
+        metrics.clone(),
+    ));
 
     let read = read(replica, records_tx, &metrics).await;
     metrics.set_following(false);
@@ -243,6 +346,7 @@ fn cut_objects(
     masker: &mut Masker,
     (checkpoint_interval, start): (Duration, Position),
     metrics: &Metrics,
+    mut kinesis: Option<KinesisOutput>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Handle::current();
     let send = |flush: Flush| -> Result<bool> { Ok(flushes.blocking_send(flush).is_ok()) };
@@ -254,6 +358,8 @@ fn cut_objects(
     // Whether the open transaction has already been written in parts.
     let mut in_parts = false;
     let mut row_counters = RowCounters::new();
+    // The last Kinesis record of a committed transaction.
+    let mut committed_token: Option<u64> = None;
     loop {
         metrics.alive();
         // Wake for the next flush or checkpoint, and at least 4 times a second to show the watchdog
@@ -274,6 +380,9 @@ fn cut_objects(
                 Record::Change(mut event) => {
                     count_row(metrics, &mut row_counters, &event);
                     masker.mask(&mut event);
+                    if let Some(kinesis) = &mut kinesis {
+                        kinesis.put_change(&event)?;
+                    }
                     lake.push(event);
                     if lake.transaction_overflows() {
                         if !in_parts {
@@ -283,6 +392,7 @@ fn cut_objects(
                             let flush = Flush {
                                 objects: lake.take_committed()?,
                                 checkpoint: Some(last_commit.clone()),
+                                kinesis_token: committed_token,
                             };
                             checkpointed = Instant::now();
                             checkpointed_at = last_commit.clone();
@@ -293,6 +403,7 @@ fn cut_objects(
                         let part = Flush {
                             objects: lake.take_transaction_part()?,
                             checkpoint: None,
+                            kinesis_token: None,
                         };
                         if !send(part)? {
                             return Ok(());
@@ -300,13 +411,18 @@ fn cut_objects(
                     }
                 }
                 Record::Commit(position) => {
+                    committed_token = kinesis.as_ref().and_then(KinesisOutput::last_token);
                     metrics.transactions.inc();
                     lake.commit();
                     in_parts = false;
                     last_commit = position;
                 }
                 Record::Heartbeat => metrics.caught_up(),
-                Record::Ddl(_) => {}
+                Record::Ddl(ddl) => {
+                    if let Some(kinesis) = &mut kinesis {
+                        kinesis.put_ddl(&ddl)?;
+                    }
+                }
             }
         }
         // Flush when rows are due; otherwise keep the checkpoint (and the lease) fresh, which
@@ -316,6 +432,7 @@ fn cut_objects(
             let flush = Flush {
                 objects: lake.take_committed()?,
                 checkpoint: Some(last_commit.clone()),
+                kinesis_token: committed_token,
             };
             checkpointed = Instant::now();
             checkpointed_at = last_commit.clone();
@@ -329,7 +446,12 @@ fn cut_objects(
         send(Flush {
             objects: lake.take_committed()?,
             checkpoint: Some(last_commit),
+            kinesis_token: committed_token,
         })?;
+    }
+    if let Some(kinesis) = kinesis {
+        // Everything put is acknowledged (or the error says why) before the final checkpoint.
+        runtime.block_on(kinesis.producer.shutdown())?;
     }
     Ok(())
 }
@@ -358,7 +480,7 @@ fn count_row(metrics: &Metrics, counters: &mut RowCounters, event: &ChangeEvent)
 async fn upload(
     mut flushes: mpsc::Receiver<Flush>,
     store: Store,
-    mut checkpoints: CheckpointStore,
+    (mut checkpoints, mut acks): (CheckpointStore, Option<Acks>),
     mut checkpoint: Checkpoint,
     metrics: Arc<Metrics>,
 ) -> Result<()> {
@@ -392,6 +514,9 @@ async fn upload(
             tracing::debug!(objects = sizes.len(), rows, "objects written");
         }
         if let Some(position) = flush.checkpoint {
+            if let (Some(acks), Some(token)) = (&mut acks, flush.kinesis_token) {
+                acks.wait_for(token).await?;
+            }
             checkpoint.position = position;
             checkpoint.pending.clear();
             checkpoints.save(&checkpoint, false).await?;
