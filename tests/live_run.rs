@@ -77,8 +77,44 @@ async fn kinesis_receives_every_change(server: &Server, conn: &mut Conn, db: &st
         "[kinesis]\nstream = \"{stream}\"\nendpoint = \"{}\"\n",
         env("CDCD_TEST_KINESIS_ENDPOINT")
     );
-    let config = config(server, db, &lake, &start, replica_id(server, 6), &extra);
-    run_until_end(&config);
+    let id = replica_id(server, 6);
+    let config = config(server, db, &lake, &start, id, &extra);
+    // Run it in the background long enough to scrape the producer's metrics.
+    let mut child = cdcd_command(&config, &["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Scrape until the count stops growing (caught up), then stop it.
+    let put_total = |text: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix("cdcd_kinesis_records_put_total "))
+            .and_then(|n| n.parse().ok())
+    };
+    let (mut put_metric, mut stable, mut text) = (None, 0, String::new());
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if std::net::TcpStream::connect(metrics_listen(id)).is_err() {
+            continue;
+        }
+        text = http_get(id, "/metrics").1;
+        let now = put_total(&text);
+        stable = if now.is_some_and(|n| n > 0) && now == put_metric {
+            stable + 1
+        } else {
+            0
+        };
+        if stable == 3 {
+            break;
+        }
+        put_metric = now;
+    }
+    promtool_check_metrics(&text);
+    libc_kill::send(child.id(), libc_kill::TERM);
+    assert!(
+        child.wait().unwrap().success(),
+        "SIGTERM stops cdcd cleanly"
+    );
 
     let tail = cdcd_command(
         &config,
@@ -117,6 +153,11 @@ async fn kinesis_receives_every_change(server: &Server, conn: &mut Conn, db: &st
     put.sort();
     want.sort();
     assert_eq!(put.len(), want.len(), "records on the stream");
+    assert_eq!(
+        put_metric,
+        Some(put.len() as u64),
+        "cdcd_kinesis_records_put_total counts them"
+    );
     assert!(
         put == want,
         "the stream holds other records than cdcd tail --format dms prints"
@@ -1007,6 +1048,23 @@ fn scrape_metrics(server: &Server, server_id: u32, db: &str) {
     assert_eq!(status, "HTTP/1.1 200 OK", "{why}");
     let (status, text) = http_get(server_id, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
+    promtool_check_metrics(&text);
+    let rows = format!("cdcd_rows_total{{op=\"insert\",table=\"{db}.churn\"}}");
+    assert!(text.contains(&rows), "{rows} in:\n{text}");
+    for name in [
+        "cdcd_replication_lag_seconds",
+        "cdcd_checkpoint_age_seconds",
+        "cdcd_lake_objects_written_total",
+    ] {
+        assert!(text.contains(name), "{name} in:\n{text}");
+    }
+    println!(
+        "{}: /healthz and /readyz answer 200; /metrics passes promtool check metrics",
+        server.name
+    );
+}
+
+fn promtool_check_metrics(text: &str) {
     let promtool = Path::new(&env("CDCD_TEST_TOOLS_BIN")).join("promtool");
     let mut check = Command::new(&promtool)
         .args(["check", "metrics"])
@@ -1022,19 +1080,6 @@ fn scrape_metrics(server: &Server, server_id: u32, db: &str) {
         "promtool check metrics: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = format!("cdcd_rows_total{{op=\"insert\",table=\"{db}.churn\"}}");
-    assert!(text.contains(&rows), "{rows} in:\n{text}");
-    for name in [
-        "cdcd_replication_lag_seconds",
-        "cdcd_checkpoint_age_seconds",
-        "cdcd_lake_objects_written_total",
-    ] {
-        assert!(text.contains(name), "{name} in:\n{text}");
-    }
-    println!(
-        "{}: /healthz and /readyz answer 200; /metrics passes promtool check metrics",
-        server.name
     );
 }
 

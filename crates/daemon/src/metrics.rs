@@ -34,6 +34,8 @@ pub struct Metrics {
     alive_us: AtomicI64,
     /// How long the checkpoint may stand still before `/readyz` fails.
     stall: Duration,
+    /// The Kinesis producer's counters, when `cdcd run` has a Kinesis output.
+    kinesis: std::sync::OnceLock<Arc<cdcd_kinesis::ProducerMetrics>>,
 }
 
 fn now_us() -> i64 {
@@ -103,6 +105,7 @@ impl Metrics {
             checkpointed_us: AtomicI64::new(now_us()),
             following: AtomicBool::new(false),
             alive_us: AtomicI64::new(now_us()),
+            kinesis: std::sync::OnceLock::new(),
             stall,
         }))
     }
@@ -115,6 +118,11 @@ impl Metrics {
     /// The source said it has nothing newer: the lag is 0.
     pub fn caught_up(&self) {
         self.last_commit_us.store(0, Ordering::Relaxed);
+    }
+
+    /// Reports the Kinesis producer's counters from now on.
+    pub fn watch_kinesis(&self, producer: Arc<cdcd_kinesis::ProducerMetrics>) {
+        let _ = self.kinesis.set(producer);
     }
 
     /// The pipeline is turning (called by the lake thread on every round).
@@ -151,6 +159,9 @@ impl Metrics {
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("the text encoder writes to memory");
+        if let Some(kinesis) = self.kinesis.get() {
+            render_kinesis(kinesis, &mut out);
+        }
         out
     }
 
@@ -165,6 +176,83 @@ impl Metrics {
         }
         Ok(())
     }
+}
+
+/// The producer's atomics in the text format (they are read, not mirrored into the registry).
+fn render_kinesis(m: &cdcd_kinesis::ProducerMetrics, out: &mut Vec<u8>) {
+    use cdcd_kinesis::ProducerMetrics as P;
+    use std::io::Write;
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    metric(
+        "cdcd_kinesis_records_put_total",
+        "counter",
+        "Records acknowledged by Kinesis",
+        &[("", P::get(&m.records_put))],
+    );
+    metric(
+        "cdcd_kinesis_bytes_put_total",
+        "counter",
+        "Bytes of the acknowledged records",
+        &[("", P::get(&m.bytes_put))],
+    );
+    metric(
+        "cdcd_kinesis_put_requests_total",
+        "counter",
+        "PutRecords requests sent, every attempt",
+        &[("", P::get(&m.put_requests))],
+    );
+    metric(
+        "cdcd_kinesis_records_retried_total",
+        "counter",
+        "Records sent again after a failure",
+        &[("", P::get(&m.records_retried))],
+    );
+    let by_code: Vec<(String, u64)> = m
+        .record_failures_by_code()
+        .iter()
+        .map(|(code, n)| (format!("{{code=\"{code}\"}}"), *n))
+        .collect();
+    let by_code: Vec<(&str, u64)> = by_code.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "cdcd_kinesis_records_failed_total",
+        "counter",
+        "Per-record PutRecords failures, by error code",
+        &by_code,
+    );
+    metric(
+        "cdcd_kinesis_call_failures_total",
+        "counter",
+        "Whole PutRecords calls that failed, by kind",
+        &[
+            ("{kind=\"throttled\"}", P::get(&m.call_failures_throttled)),
+            ("{kind=\"server\"}", P::get(&m.call_failures_server)),
+            ("{kind=\"transport\"}", P::get(&m.call_failures_transport)),
+            ("{kind=\"permanent\"}", P::get(&m.call_failures_permanent)),
+        ],
+    );
+    metric(
+        "cdcd_kinesis_throttles_total",
+        "counter",
+        "Throttles of any kind",
+        &[("", P::get(&m.throttles))],
+    );
+    metric(
+        "cdcd_kinesis_buffered_records",
+        "gauge",
+        "Records put and not yet acknowledged",
+        &[("", P::get(&m.buffered_records))],
+    );
+    metric(
+        "cdcd_kinesis_in_flight_requests",
+        "gauge",
+        "PutRecords requests in flight",
+        &[("", P::get(&m.in_flight_requests))],
+    );
 }
 
 /// Serves the endpoints on `listen` until the process ends. Binding happens before this returns,

@@ -207,6 +207,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         None
     } else {
         let (producer, acks) = Producer::start(config.kinesis.clone()).await?;
+        metrics.watch_kinesis(producer.metrics());
         let format = match config.run.kinesis_format.as_str() {
             "native" => KinesisFormat::Native(NativeWriter::new()),
             _ => KinesisFormat::Dms,
