@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! reader (async)  --records-->  lake thread  --flushes-->  uploader (async)
-//! binlog events                 masks, buffers, encodes    puts objects, then the checkpoint
+//! decodes, masks                buffers, cuts objects,     encodes (blocking pool), puts
+//!                               puts on Kinesis            objects, then the checkpoint
 //! ```
+//!
+//! Decoding and masking, buffering, and encoding run on different threads, so a catch-up uses
+//! both cores.
 //!
 //! Acknowledgement is end to end: a flush carries the transaction boundary its objects complete,
 //! and the uploader writes that boundary as the checkpoint only after every object of the flush
@@ -27,7 +31,7 @@ use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
 use cdcd_event::{ChangeEvent, DdlEvent, Op};
 use cdcd_kinesis::{Acks, Producer};
-use cdcd_sink::{Lake, Masker, Object, Store};
+use cdcd_sink::{Lake, Masker, Pending, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{Config, SourceArgs};
@@ -45,7 +49,8 @@ pub struct RunArgs {
 
 /// Objects to write, and what they complete.
 struct Flush {
-    objects: Vec<Object>,
+    /// Rows to encode (on the uploader's side, so that encoding and reading use both cores).
+    objects: Pending,
     /// The transaction boundary to checkpoint once the objects are durable; `None` for the
     /// parts of a transaction too large to buffer, which complete no boundary and are recorded
     /// in the checkpoint as pending before they are written.
@@ -126,12 +131,15 @@ impl KinesisOutput {
     }
 }
 
+/// Flushes encoded at the same time.
+const ENCODE_AHEAD: usize = 2;
+
 /// Concurrent PUTs per flush.
 const PARALLEL_PUTS: usize = 8;
 
 pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     let config = Config::load(config_path)?;
-    let mut masker = Masker::new(&config.masking)?;
+    let masker = Masker::new(&config.masking)?;
     let lake = Lake::new(&config.lake)?;
     let interval = Duration::from_secs(config.checkpoint.interval_seconds);
     // Not ready when the checkpoint stands still for several intervals (and flushes).
@@ -248,7 +256,6 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
                 records_rx,
                 flush_tx,
                 lake,
-                &mut masker,
                 (interval, start_position),
                 &lake_metrics,
                 kinesis,
@@ -263,7 +270,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         metrics.clone(),
     ));
 
-    let read = read(replica, records_tx, &metrics).await;
+    let read = read(replica, records_tx, &metrics, masker).await;
     metrics.set_following(false);
     let cut = lake_thread
         .join()
@@ -293,12 +300,15 @@ fn checkpoint_url(config: &Config) -> String {
 }
 
 /// Reads the binlog into batches until the end (with `--until-end`), a signal, or an error.
+/// Masks as it reads, so that masking runs beside the lake thread's buffering and the encoders.
 async fn read(
     mut replica: Replica,
     to_lake: mpsc::Sender<Vec<Record>>,
     metrics: &Metrics,
+    mut masker: Masker,
 ) -> Result<()> {
     let mut batch = Vec::with_capacity(4096);
+    let mut masked = 0;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let interrupt = tokio::signal::ctrl_c();
@@ -314,6 +324,12 @@ async fn read(
             notify::stopping();
             metrics.set_following(false);
         }
+        for record in &mut batch[masked..] {
+            if let Record::Change(event) = record {
+                masker.mask(event);
+            }
+        }
+        masked = batch.len();
         let failed = more.is_err();
         // Everything decoded before an error or a signal still goes out, so that it is
         // checkpointed; the open transaction is read again on the next start.
@@ -321,14 +337,13 @@ async fn read(
         let boundary = batch
             .last()
             .is_some_and(|r| matches!(r, Record::Commit(_) | Record::Heartbeat));
-        if (last || boundary || batch.len() >= 4096)
-            && to_lake
-                .send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))
-                .await
-                .is_err()
-        {
-            // The lake stage stopped; its error is the one to report.
-            return Ok(());
+        if last || boundary || batch.len() >= 4096 {
+            masked = 0;
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(4096));
+            if to_lake.send(full).await.is_err() {
+                // The lake stage stopped; its error is the one to report.
+                return Ok(());
+            }
         }
         if failed {
             return more.map(drop).map_err(Into::into);
@@ -339,12 +354,11 @@ async fn read(
     }
 }
 
-/// The lake thread: masks and buffers rows, and decides when objects are cut and flushed.
+/// The lake thread: buffers rows, decides when objects are cut and flushed, and feeds Kinesis.
 fn cut_objects(
     mut records: mpsc::Receiver<Vec<Record>>,
     flushes: mpsc::Sender<Flush>,
     mut lake: Lake,
-    masker: &mut Masker,
     (checkpoint_interval, start): (Duration, Position),
     metrics: &Metrics,
     mut kinesis: Option<KinesisOutput>,
@@ -378,9 +392,8 @@ fn cut_objects(
         };
         for record in batch {
             match record {
-                Record::Change(mut event) => {
+                Record::Change(event) => {
                     count_row(metrics, &mut row_counters, &event);
-                    masker.mask(&mut event);
                     if let Some(kinesis) = &mut kinesis {
                         kinesis.put_change(&event)?;
                     }
@@ -391,7 +404,7 @@ fn cut_objects(
                             // sits right before the transaction.
                             in_parts = true;
                             let flush = Flush {
-                                objects: lake.take_committed()?,
+                                objects: lake.take_committed(),
                                 checkpoint: Some(last_commit.clone()),
                                 kinesis_token: committed_token,
                             };
@@ -402,7 +415,7 @@ fn cut_objects(
                             }
                         }
                         let part = Flush {
-                            objects: lake.take_transaction_part()?,
+                            objects: lake.take_transaction_part(),
                             checkpoint: None,
                             kinesis_token: None,
                         };
@@ -431,7 +444,7 @@ fn cut_objects(
         let idle_due = lake.committed_rows() == 0 && checkpointed.elapsed() >= checkpoint_interval;
         if lake.flush_due() || idle_due {
             let flush = Flush {
-                objects: lake.take_committed()?,
+                objects: lake.take_committed(),
                 checkpoint: Some(last_commit.clone()),
                 kinesis_token: committed_token,
             };
@@ -445,7 +458,7 @@ fn cut_objects(
     // The reader stopped: write what is complete. The open transaction is read again next time.
     if lake.committed_rows() > 0 || checkpointed_at != last_commit {
         send(Flush {
-            objects: lake.take_committed()?,
+            objects: lake.take_committed(),
             checkpoint: Some(last_commit),
             kinesis_token: committed_token,
         })?;
@@ -485,18 +498,41 @@ async fn upload(
     mut checkpoint: Checkpoint,
     metrics: Arc<Metrics>,
 ) -> Result<()> {
-    while let Some(flush) = flushes.recv().await {
-        let started = Instant::now();
-        if flush.checkpoint.is_none() {
+    // Flushes being encoded, in order: up to ENCODE_AHEAD at once on the blocking pool, so that
+    // encoding (the heaviest stage) is not confined to one core.
+    let mut encoding = std::collections::VecDeque::new();
+    let mut saved = Instant::now();
+    loop {
+        while encoding.len() < ENCODE_AHEAD {
+            let next = if encoding.is_empty() {
+                flushes.recv().await
+            } else {
+                flushes.try_recv().ok()
+            };
+            let Some(flush) = next else { break };
+            let pending = flush.objects;
+            let encoded = tokio::task::spawn_blocking(move || pending.encode());
+            encoding.push_back((
+                encoded,
+                flush.checkpoint,
+                flush.kinesis_token,
+                Instant::now(),
+            ));
+        }
+        let Some((encoded, flush_checkpoint, kinesis_token, started)) = encoding.pop_front() else {
+            break;
+        };
+        let objects = encoded.await.context("the encoder panicked")??;
+        if flush_checkpoint.is_none() {
             // Parts: recorded before they are written, so a crash cannot leave them unknown.
             checkpoint
                 .pending
-                .extend(flush.objects.iter().map(|o| o.key.clone()));
+                .extend(objects.iter().map(|o| o.key.clone()));
             checkpoints.save(&checkpoint, false).await?;
         }
-        let sizes: Vec<u64> = flush.objects.iter().map(|o| o.body.len() as u64).collect();
-        let rows: usize = flush.objects.iter().map(|o| o.rows).sum();
-        futures_util::stream::iter(flush.objects)
+        let sizes: Vec<u64> = objects.iter().map(|o| o.body.len() as u64).collect();
+        let rows: usize = objects.iter().map(|o| o.rows).sum();
+        futures_util::stream::iter(objects)
             .map(|object| {
                 let store = &store;
                 async move {
@@ -514,15 +550,21 @@ async fn upload(
         if !sizes.is_empty() {
             tracing::debug!(objects = sizes.len(), rows, "objects written");
         }
-        if let Some(position) = flush.checkpoint {
-            if let (Some(acks), Some(token)) = (&mut acks, flush.kinesis_token) {
+        if let Some(position) = flush_checkpoint {
+            if let (Some(acks), Some(token)) = (&mut acks, kinesis_token) {
                 acks.wait_for(token).await?;
             }
             checkpoint.position = position;
             checkpoint.pending.clear();
-            checkpoints.save(&checkpoint, false).await?;
-            // Advanced, or confirmed while idle: either way, durable up to the source's present.
-            metrics.checkpointed();
+            // While catching up (the next flush is already being encoded) the checkpoint is
+            // written at most once a second: it only lags, and the store is spared a conditional
+            // PUT per flush.
+            if encoding.is_empty() || saved.elapsed() >= Duration::from_secs(1) {
+                checkpoints.save(&checkpoint, false).await?;
+                saved = Instant::now();
+                // Advanced, or confirmed while idle: durable up to the source's present.
+                metrics.checkpointed();
+            }
         }
         metrics
             .flush_seconds

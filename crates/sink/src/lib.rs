@@ -9,6 +9,6 @@ pub mod lake;
 pub mod mask;
 pub mod store;
 
-pub use lake::{Lake, LakeConfig, LakeError, Object};
+pub use lake::{Lake, LakeConfig, LakeError, Object, Pending};
 pub use mask::{Masker, MaskingConfig, MaskingError};
 pub use store::{S3Config, Store, StoreError, Version};

@@ -79,7 +79,7 @@ impl Default for LakeConfig {
             compression: "zstd".into(),
             partitioning: "commit-time".into(),
             flush_seconds: 5.0,
-            max_rows: 100_000,
+            max_rows: 50_000,
             max_bytes: 64 << 20,
             s3: Default::default(),
         }
@@ -336,57 +336,25 @@ impl Lake {
         self.committed.rows
     }
 
-    /// Encodes every committed row into objects, and forgets them.
-    pub fn take_committed(&mut self) -> Result<Vec<Object>, LakeError> {
+    /// Takes every committed row, to be encoded into objects ([`Pending::encode`], which can
+    /// run on another thread).
+    pub fn take_committed(&mut self) -> Pending {
         let batch = std::mem::take(&mut self.committed);
-        self.encode(batch)
+        self.pending(batch)
     }
 
-    /// Encodes the open transaction's rows so far into objects, and forgets them.
-    pub fn take_transaction_part(&mut self) -> Result<Vec<Object>, LakeError> {
+    /// Takes the open transaction's rows so far, to be encoded into objects.
+    pub fn take_transaction_part(&mut self) -> Pending {
         let batch = std::mem::take(&mut self.open);
-        self.encode(batch)
+        self.pending(batch)
     }
 
-    fn encode(&self, batch: Batch) -> Result<Vec<Object>, LakeError> {
-        batch
-            .segments
-            .into_iter()
-            .map(|segment| {
-                let first = segment.rows.first().expect("segments are never empty");
-                let key = self.object_key(&segment.key, &first.source);
-                let body = match self.format {
-                    Format::Parquet(compression) => {
-                        parquet::encode(&segment.table, &segment.rows, compression)?
-                    }
-                    Format::JsonLines => jsonl::encode(&segment.table, &segment.rows)?,
-                };
-                Ok(Object {
-                    key,
-                    body,
-                    rows: segment.rows.len(),
-                })
-            })
-            .collect()
-    }
-
-    fn object_key(&self, key: &SegmentKey, first: &Source) -> String {
-        let time = cdcd_event::timestamp_to_datetime(key.hour * 3_600_000_000);
-        let prefix = if self.ingest_time { "ingest_" } else { "" };
-        let name = first.event_id().replace(':', "_");
-        let extension = match self.format {
-            Format::Parquet(_) => "parquet",
-            Format::JsonLines => "json.gz",
-        };
-        format!(
-            "{}/{}/{prefix}year={:04}/{prefix}month={:02}/{prefix}day={:02}/{prefix}hour={:02}/{name}.{extension}",
-            key.schema,
-            key.table,
-            time.date.year,
-            time.date.month,
-            time.date.day,
-            time.hour,
-        )
+    fn pending(&self, batch: Batch) -> Pending {
+        Pending {
+            batch,
+            format: self.format,
+            ingest_time: self.ingest_time,
+        }
     }
 
     fn shape(&mut self, table: &Arc<TableSchema>) -> u64 {
@@ -405,6 +373,63 @@ impl Lake {
         self.last_shape = Some((table.clone(), shape));
         shape
     }
+}
+
+/// Rows taken from the lake and not encoded yet.
+pub struct Pending {
+    batch: Batch,
+    format: Format,
+    ingest_time: bool,
+}
+
+impl Pending {
+    /// Rows in these objects-to-be.
+    pub fn rows(&self) -> usize {
+        self.batch.rows
+    }
+
+    /// Encodes one object per segment (table, partition and shape), named after its first row.
+    pub fn encode(self) -> Result<Vec<Object>, LakeError> {
+        let (format, ingest_time) = (self.format, self.ingest_time);
+        self.batch
+            .segments
+            .into_iter()
+            .map(|segment| {
+                let first = segment.rows.first().expect("segments are never empty");
+                let key = object_key(format, ingest_time, &segment.key, &first.source);
+                let body = match format {
+                    Format::Parquet(compression) => {
+                        parquet::encode(&segment.table, &segment.rows, compression)?
+                    }
+                    Format::JsonLines => jsonl::encode(&segment.table, &segment.rows)?,
+                };
+                Ok(Object {
+                    key,
+                    body,
+                    rows: segment.rows.len(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn object_key(format: Format, ingest_time: bool, key: &SegmentKey, first: &Source) -> String {
+    let time = cdcd_event::timestamp_to_datetime(key.hour * 3_600_000_000);
+    let prefix = if ingest_time { "ingest_" } else { "" };
+    let name = first.event_id().replace(':', "_");
+    let extension = match format {
+        Format::Parquet(_) => "parquet",
+        Format::JsonLines => "json.gz",
+    };
+    format!(
+        "{}/{}/{prefix}year={:04}/{prefix}month={:02}/{prefix}day={:02}/{prefix}hour={:02}/{name}.{extension}",
+        key.schema,
+        key.table,
+        time.date.year,
+        time.date.month,
+        time.date.day,
+        time.hour,
+    )
 }
 
 /// About how much memory a buffered value holds.

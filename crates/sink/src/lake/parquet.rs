@@ -54,6 +54,11 @@ pub(crate) fn encode(
             .set_compression(compression)
             .set_created_by(concat!("cdcd ", env!("CARGO_PKG_VERSION")).into())
             .set_max_row_group_row_count(Some(rows.len().max(1)))
+            // Change streams are mostly distinct values (keys, hashes, timestamps): dictionaries
+            // cost more time than they save bytes once zstd has run. Min/max per column chunk
+            // is what Athena prunes by; per page it only costs.
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
             .build(),
     );
     let mut out = Vec::with_capacity(rows.len() * 64 + 1024);
