@@ -367,21 +367,22 @@ fn cut_objects(
     let send = |flush: Flush| -> Result<bool> { Ok(flushes.blocking_send(flush).is_ok()) };
     // The last transaction boundary read (at first, where reading began), and when a checkpoint
     // was last sent on.
-    let mut last_commit = start.clone();
-    let mut checkpointed = Instant::now();
-    let mut checkpointed_at = start;
+    let mut boundary = Boundary {
+        last_commit: start.clone(),
+        kinesis_token: None,
+        checkpointed: Instant::now(),
+        checkpointed_at: start,
+    };
     // Whether the open transaction has already been written in parts.
     let mut in_parts = false;
     let mut row_counters = RowCounters::new();
-    // The last Kinesis record of a committed transaction.
-    let mut committed_token: Option<u64> = None;
     loop {
         metrics.alive();
         // Wake for the next flush or checkpoint, and at least 4 times a second to show the watchdog
         // that this thread is not stuck (a blocked uploader blocks it in `send`).
         let deadline = lake
             .next_deadline()
-            .unwrap_or(checkpointed + checkpoint_interval)
+            .unwrap_or(boundary.checkpointed + checkpoint_interval)
             .min(Instant::now() + Duration::from_millis(250));
         let received = runtime
             .block_on(async { tokio::time::timeout_at(deadline.into(), records.recv()).await });
@@ -400,17 +401,10 @@ fn cut_objects(
                     lake.push(event);
                     if lake.transaction_overflows() {
                         if !in_parts {
-                            // Parts are cut at the same rows by any run only if the checkpoint
-                            // sits right before the transaction.
+                            // The parts are recorded in a checkpoint that sits right before
+                            // the transaction, so that a restart knows them all.
                             in_parts = true;
-                            let flush = Flush {
-                                objects: lake.take_committed(),
-                                checkpoint: Some(last_commit.clone()),
-                                kinesis_token: committed_token,
-                            };
-                            checkpointed = Instant::now();
-                            checkpointed_at = last_commit.clone();
-                            if !send(flush)? {
+                            if !send(boundary.flush(&mut lake))? {
                                 return Ok(());
                             }
                         }
@@ -425,11 +419,11 @@ fn cut_objects(
                     }
                 }
                 Record::Commit(position) => {
-                    committed_token = kinesis.as_ref().and_then(KinesisOutput::last_token);
+                    boundary.kinesis_token = kinesis.as_ref().and_then(KinesisOutput::last_token);
                     metrics.transactions.inc();
                     lake.commit();
                     in_parts = false;
-                    last_commit = position;
+                    boundary.last_commit = position;
                 }
                 Record::Heartbeat => metrics.caught_up(),
                 Record::Ddl(ddl) => {
@@ -441,33 +435,43 @@ fn cut_objects(
         }
         // Flush when rows are due; otherwise keep the checkpoint (and the lease) fresh, which
         // also moves it over transactions that the filter left out.
-        let idle_due = lake.committed_rows() == 0 && checkpointed.elapsed() >= checkpoint_interval;
-        if lake.flush_due() || idle_due {
-            let flush = Flush {
-                objects: lake.take_committed(),
-                checkpoint: Some(last_commit.clone()),
-                kinesis_token: committed_token,
-            };
-            checkpointed = Instant::now();
-            checkpointed_at = last_commit.clone();
-            if !send(flush)? {
-                return Ok(());
-            }
+        let idle_due =
+            lake.committed_rows() == 0 && boundary.checkpointed.elapsed() >= checkpoint_interval;
+        if (lake.flush_due() || idle_due) && !send(boundary.flush(&mut lake))? {
+            return Ok(());
         }
     }
     // The reader stopped: write what is complete. The open transaction is read again next time.
-    if lake.committed_rows() > 0 || checkpointed_at != last_commit {
-        send(Flush {
-            objects: lake.take_committed(),
-            checkpoint: Some(last_commit),
-            kinesis_token: committed_token,
-        })?;
+    if lake.committed_rows() > 0 || boundary.checkpointed_at != boundary.last_commit {
+        send(boundary.flush(&mut lake))?;
     }
     if let Some(kinesis) = kinesis {
         // Everything put is acknowledged (or the error says why) before the final checkpoint.
         runtime.block_on(kinesis.producer.shutdown())?;
     }
     Ok(())
+}
+
+/// Where the lake thread stands: the last transaction boundary read, and the last it flushed.
+struct Boundary {
+    last_commit: Position,
+    /// The last Kinesis record before `last_commit`.
+    kinesis_token: Option<u64>,
+    checkpointed: Instant,
+    checkpointed_at: Position,
+}
+
+impl Boundary {
+    /// A flush of every committed row, which checkpoints the last boundary.
+    fn flush(&mut self, lake: &mut Lake) -> Flush {
+        self.checkpointed = Instant::now();
+        self.checkpointed_at = self.last_commit.clone();
+        Flush {
+            objects: lake.take_committed(),
+            checkpoint: Some(self.last_commit.clone()),
+            kinesis_token: self.kinesis_token,
+        }
+    }
 }
 
 /// `cdcd_rows_total` handles by table and op, so that counting a row costs a lookup, not a

@@ -216,10 +216,7 @@ impl Store {
             Store::Local { root } => match tokio::fs::read(root.join(key)).await {
                 Ok(body) => Ok(Some((body, Version(None)))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(StoreError::Local {
-                    location: self.location(key),
-                    source,
-                }),
+                Err(source) => Err(self.local_error(key, source)),
             },
             Store::S3 {
                 client,
@@ -274,10 +271,7 @@ impl Store {
             Store::Local { root } => match tokio::fs::remove_file(root.join(key)).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(StoreError::Local {
-                    location: self.location(key),
-                    source,
-                }),
+                Err(source) => Err(self.local_error(key, source)),
             },
             Store::S3 {
                 client,
@@ -293,6 +287,13 @@ impl Store {
                 .map(drop)
                 .map_err(|e| e.into_error("DELETE", self.location(key)))
             }
+        }
+    }
+
+    fn local_error(&self, key: &str, source: std::io::Error) -> StoreError {
+        StoreError::Local {
+            location: self.location(key),
+            source,
         }
     }
 
