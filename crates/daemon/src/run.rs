@@ -31,7 +31,7 @@ use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
 use cdcd_event::{ChangeEvent, DdlEvent, Op};
 use cdcd_kinesis::{Acks, Producer};
-use cdcd_sink::{Lake, Masker, Pending, Store};
+use cdcd_sink::{Lake, Masker, Object, Pending, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{Config, SourceArgs};
@@ -130,9 +130,6 @@ impl KinesisOutput {
         self.next_token.checked_sub(1)
     }
 }
-
-/// Flushes encoded at the same time.
-const ENCODE_AHEAD: usize = 2;
 
 /// Concurrent PUTs per flush.
 const PARALLEL_PUTS: usize = 8;
@@ -498,88 +495,150 @@ fn count_row(metrics: &Metrics, counters: &mut RowCounters, event: &ChangeEvent)
 async fn upload(
     mut flushes: mpsc::Receiver<Flush>,
     store: Store,
-    (mut checkpoints, mut acks): (CheckpointStore, Option<Acks>),
-    mut checkpoint: Checkpoint,
+    (checkpoints, acks): (CheckpointStore, Option<Acks>),
+    checkpoint: Checkpoint,
     metrics: Arc<Metrics>,
 ) -> Result<()> {
-    // Flushes being encoded, in order: up to ENCODE_AHEAD at once on the blocking pool, so that
-    // encoding (the heaviest stage) is not confined to one core.
-    let mut encoding = std::collections::VecDeque::new();
-    let mut saved = Instant::now();
+    let mut committer = Committer {
+        checkpoints,
+        checkpoint,
+        acks,
+        saved: Instant::now(),
+        metrics,
+    };
+    // Flushes being encoded (on the blocking pool) and written, up to WRITE_AHEAD at once, so
+    // that encoding and the store's latency overlap; they complete in order.
+    let mut in_flight = futures_util::stream::FuturesOrdered::new();
     loop {
-        while encoding.len() < ENCODE_AHEAD {
-            let next = if encoding.is_empty() {
+        while in_flight.len() < WRITE_AHEAD {
+            let next = if in_flight.is_empty() {
                 flushes.recv().await
             } else {
                 flushes.try_recv().ok()
             };
             let Some(flush) = next else { break };
-            let pending = flush.objects;
-            let encoded = tokio::task::spawn_blocking(move || pending.encode());
-            encoding.push_back((
-                encoded,
-                flush.checkpoint,
-                flush.kinesis_token,
-                Instant::now(),
-            ));
+            let started = Instant::now();
+            if flush.checkpoint.is_none() {
+                // Parts of a large transaction: recorded in the checkpoint before they are
+                // written, so a crash cannot leave them unknown; nothing else is in flight then.
+                while let Some(written) = in_flight.next().await {
+                    committer.complete(written?, false).await?;
+                }
+                let objects = encode(flush.objects).await?;
+                committer
+                    .checkpoint
+                    .pending
+                    .extend(objects.iter().map(|o| o.key.clone()));
+                committer.save().await?;
+                let written = write_objects(&store, objects).await?;
+                committer
+                    .complete((None, None, started, written), false)
+                    .await?;
+                continue;
+            }
+            let store = &store;
+            in_flight.push_back(async move {
+                let objects = encode(flush.objects).await?;
+                let written = write_objects(store, objects).await?;
+                Ok::<_, anyhow::Error>((flush.checkpoint, flush.kinesis_token, started, written))
+            });
         }
-        let Some((encoded, flush_checkpoint, kinesis_token, started)) = encoding.pop_front() else {
+        let Some(written) = in_flight.next().await else {
             break;
         };
-        let objects = encoded.await.context("the encoder panicked")??;
-        if flush_checkpoint.is_none() {
-            // Parts: recorded before they are written, so a crash cannot leave them unknown.
-            checkpoint
-                .pending
-                .extend(objects.iter().map(|o| o.key.clone()));
-            checkpoints.save(&checkpoint, false).await?;
-        }
-        let sizes: Vec<u64> = objects.iter().map(|o| o.body.len() as u64).collect();
-        let rows: usize = objects.iter().map(|o| o.rows).sum();
-        futures_util::stream::iter(objects)
-            .map(|object| {
-                let store = &store;
-                async move {
-                    store
-                        .put(&object.key, object.body)
-                        .await
-                        .with_context(|| format!("writing {} rows to the lake", object.rows))
-                }
-            })
-            .buffer_unordered(PARALLEL_PUTS)
-            .try_collect::<Vec<()>>()
-            .await?;
-        metrics.objects.inc_by(sizes.len() as u64);
-        metrics.bytes.inc_by(sizes.iter().sum());
+        let more = !in_flight.is_empty();
+        committer.complete(written?, more).await?;
+    }
+    committer.release().await
+}
+
+/// Flushes encoded and written at the same time.
+const WRITE_AHEAD: usize = 2;
+
+/// A flush whose objects are durable: the boundary it completes, its Kinesis token, when it
+/// started, and the sizes and row count of its objects.
+type Written = (Option<Position>, Option<u64>, Instant, (Vec<u64>, usize));
+
+async fn encode(pending: Pending) -> Result<Vec<Object>> {
+    if pending.rows() == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(tokio::task::spawn_blocking(move || pending.encode())
+        .await
+        .context("the encoder panicked")??)
+}
+
+/// Writes the objects (several at once); their sizes and row count.
+async fn write_objects(store: &Store, objects: Vec<Object>) -> Result<(Vec<u64>, usize)> {
+    let sizes: Vec<u64> = objects.iter().map(|o| o.body.len() as u64).collect();
+    let rows: usize = objects.iter().map(|o| o.rows).sum();
+    futures_util::stream::iter(objects)
+        .map(|object| async move {
+            store
+                .put(&object.key, object.body)
+                .await
+                .with_context(|| format!("writing {} rows to the lake", object.rows))
+        })
+        .buffer_unordered(PARALLEL_PUTS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok((sizes, rows))
+}
+
+/// Moves the checkpoint over flushes whose objects are durable, in order.
+struct Committer {
+    checkpoints: CheckpointStore,
+    checkpoint: Checkpoint,
+    acks: Option<Acks>,
+    saved: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl Committer {
+    /// Accounts for a written flush and checkpoints its boundary. While catching up (`more`
+    /// flushes in flight) the checkpoint is written at most once a second: it only lags, and
+    /// the store is spared a conditional PUT per flush.
+    async fn complete(&mut self, written: Written, more: bool) -> Result<()> {
+        let (position, kinesis_token, started, (sizes, rows)) = written;
+        self.metrics.objects.inc_by(sizes.len() as u64);
+        self.metrics.bytes.inc_by(sizes.iter().sum());
         if !sizes.is_empty() {
             tracing::debug!(objects = sizes.len(), rows, "objects written");
         }
-        if let Some(position) = flush_checkpoint {
-            if let (Some(acks), Some(token)) = (&mut acks, kinesis_token) {
+        if let Some(position) = position {
+            if let (Some(acks), Some(token)) = (&mut self.acks, kinesis_token) {
                 acks.wait_for(token).await?;
             }
-            checkpoint.position = position;
-            checkpoint.pending.clear();
-            // While catching up (the next flush is already being encoded) the checkpoint is
-            // written at most once a second: it only lags, and the store is spared a conditional
-            // PUT per flush.
-            if encoding.is_empty() || saved.elapsed() >= Duration::from_secs(1) {
-                checkpoints.save(&checkpoint, false).await?;
-                saved = Instant::now();
-                // Advanced, or confirmed while idle: durable up to the source's present.
-                metrics.checkpointed();
+            self.checkpoint.position = position;
+            self.checkpoint.pending.clear();
+            if !more || self.saved.elapsed() >= Duration::from_secs(1) {
+                self.save().await?;
             }
         }
-        metrics
+        self.metrics
             .flush_seconds
             .observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
-    checkpoints.save(&checkpoint, true).await?;
-    tracing::info!(
-        file = %checkpoint.position.file,
-        pos = checkpoint.position.pos,
-        gtids = %checkpoint.position.gtids,
-        "stopped; checkpoint released"
-    );
-    Ok(())
+
+    async fn save(&mut self) -> Result<()> {
+        self.checkpoints.save(&self.checkpoint, false).await?;
+        self.saved = Instant::now();
+        // Advanced, or confirmed while idle: durable up to the source's present.
+        self.metrics.checkpointed();
+        Ok(())
+    }
+
+    /// The final checkpoint, held by nobody.
+    async fn release(mut self) -> Result<()> {
+        self.checkpoints.save(&self.checkpoint, true).await?;
+        let position = &self.checkpoint.position;
+        tracing::info!(
+            file = %position.file,
+            pos = position.pos,
+            gtids = %position.gtids,
+            "stopped; checkpoint released"
+        );
+        Ok(())
+    }
 }
