@@ -272,47 +272,90 @@ fn table_column(
 
 /// The change-data column at `index` in [`CDC_COLUMNS`].
 fn cdc_column(index: usize, rows: &[Row]) -> ColumnData {
-    let all = vec![1; rows.len()];
-    let text = |texts: Vec<Option<String>>| {
-        let defined = texts.iter().map(|t| i16::from(t.is_some())).collect();
-        ColumnData {
-            values: Values::Bytes(
-                texts
-                    .into_iter()
-                    .flatten()
-                    .map(|t| ByteArray::from(t.into_bytes()))
-                    .collect(),
-            ),
-            defined,
-        }
-    };
+    use std::io::Write as _;
+    let all = || vec![1; rows.len()];
     match CDC_COLUMNS[index].0 {
-        "_cdc_op" => ColumnData {
-            values: Values::Bytes(
-                rows.iter()
-                    .map(|r| ByteArray::from(r.op.as_str().as_bytes().to_vec()))
-                    .collect(),
-            ),
-            defined: all,
-        },
+        "_cdc_op" => {
+            let (values, defined) = sliced(rows, |row, out| {
+                out.extend_from_slice(row.op.as_str().as_bytes());
+                true
+            });
+            ColumnData {
+                values: Values::Bytes(values),
+                defined,
+            }
+        }
         "_cdc_commit_ts" => ColumnData {
             values: Values::Int64(
                 rows.iter()
                     .map(|r| r.source.transaction.commit_ts_us)
                     .collect(),
             ),
-            defined: all,
+            defined: all(),
         },
-        "_cdc_event_id" => text(rows.iter().map(|r| Some(r.source.event_id())).collect()),
-        "_cdc_gtid" => text(
-            rows.iter()
-                .map(|r| r.source.transaction.gtid.clone())
-                .collect(),
-        ),
-        "_cdc_seq" => ColumnData {
-            values: Values::Fixed(rows.iter().map(|r| fixed(super::sequence(r))).collect()),
-            defined: all,
-        },
+        "_cdc_event_id" => {
+            // `Source::event_id`, written in place.
+            let (values, defined) = sliced(rows, |row, out| {
+                let (txn, index) = (&row.source.transaction, row.source.row);
+                let _ = match &txn.gtid {
+                    Some(gtid) => write!(out, "{gtid}:{index}"),
+                    None => write!(out, "{}:{}:{index}", txn.file, txn.pos),
+                };
+                true
+            });
+            ColumnData {
+                values: Values::Bytes(values),
+                defined,
+            }
+        }
+        "_cdc_gtid" => {
+            let (values, defined) = sliced(rows, |row, out| match &row.source.transaction.gtid {
+                Some(gtid) => {
+                    out.extend_from_slice(gtid.as_bytes());
+                    true
+                }
+                None => false,
+            });
+            ColumnData {
+                values: Values::Bytes(values),
+                defined,
+            }
+        }
+        "_cdc_seq" => {
+            let (values, _) = sliced(rows, |row, out| {
+                out.extend_from_slice(&super::sequence(row).to_be_bytes());
+                true
+            });
+            ColumnData {
+                values: Values::Fixed(values.into_iter().map(FixedLenByteArray::from).collect()),
+                defined: all(),
+            }
+        }
         other => unreachable!("CDC_COLUMNS lists {other} without an encoder"),
     }
+}
+
+/// One value per row, written by `write` into a single buffer (false: NULL) and handed to the
+/// column writer as slices of it: no allocation per row.
+fn sliced(
+    rows: &[Row],
+    mut write: impl FnMut(&Row, &mut Vec<u8>) -> bool,
+) -> (Vec<ByteArray>, Vec<i16>) {
+    let mut buffer = Vec::with_capacity(rows.len() * 16);
+    let mut ends = Vec::with_capacity(rows.len());
+    let mut defined = Vec::with_capacity(rows.len());
+    for row in rows {
+        let start = buffer.len();
+        let present = write(row, &mut buffer);
+        defined.push(i16::from(present));
+        if present {
+            ends.push((start, buffer.len()));
+        }
+    }
+    let buffer = Bytes::from(buffer);
+    let values = ends
+        .into_iter()
+        .map(|(start, end)| ByteArray::from(buffer.slice(start..end)))
+        .collect();
+    (values, defined)
 }
