@@ -199,7 +199,7 @@ do_start() {
   if launch kinesis-mock kinesis-local/main.js "$KMOCK_PORT,$KMOCK_TLS_PORT" \
       env KINESIS_MOCK_PLAIN_PORT="$KMOCK_PORT" KINESIS_MOCK_TLS_PORT="$KMOCK_TLS_PORT" \
       KINESIS_MOCK_CERT_PATH="$NPMDIR/node_modules/kinesis-local/server.json" \
-      AWS_REGION="$REGION" LOG_LEVEL=WARN CREATE_STREAM_DURATION=200ms \
+      AWS_REGION="$REGION" LOG_LEVEL=WARN CREATE_STREAM_DURATION=200ms SHARD_LIMIT=100000 \
       SHOULD_PERSIST_DATA=false LOAD_DATA_IF_EXISTS=false \
       node "$NPMDIR/node_modules/kinesis-local/main.js"; then started+=(kinesis-mock); fi
 

@@ -142,6 +142,7 @@ async fn kinesis_receives_every_change(server: &Server, conn: &mut Conn, db: &st
         .map(comparable)
         .collect();
     let mut records: Vec<Json> = kinesis_stream(&["read", &stream]);
+    kinesis_stream(&["delete", &stream]);
     for record in &mut records {
         record["data"] = Json::String(comparable(record["data"].as_str().unwrap()));
     }

@@ -3,6 +3,7 @@
 usage: kinesis_stream.py create STREAM SHARDS   create the stream and wait until it is ACTIVE
        kinesis_stream.py read STREAM            print every record, shard by shard in sequence
                                                 order, as JSON lines {"shard", "key", "data"}
+       kinesis_stream.py delete STREAM          delete the stream (the emulator limits shards)
 """
 import json
 import os
@@ -47,5 +48,9 @@ def read(stream):
             iterator = page.get("NextShardIterator")
 
 
+def delete(stream):
+    client.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
+
+
 if __name__ == "__main__":
-    {"create": create, "read": read}[sys.argv[1]](*sys.argv[2:])
+    {"create": create, "read": read, "delete": delete}[sys.argv[1]](*sys.argv[2:])
