@@ -207,23 +207,7 @@ async fn kinesis_receives_every_change(server: &Server, conn: &mut Conn, db: &st
 }
 
 fn kinesis_stream(args: &[&str]) -> Vec<Json> {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/kinesis_stream.py");
-    let out = Command::new(env("CDCD_TEST_DUCKDB_PYTHON"))
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kinesis_stream.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    support_python("kinesis_stream.py", args)
 }
 
 /// Under systemd (`Type=notify`, `WatchdogSec=`), `cdcd run` says READY=1 once connected and
@@ -499,17 +483,22 @@ fn run_until_end(config: &Path) {
 fn query(lake: &Lake, sql: &str) -> Vec<Json> {
     let file = std::env::temp_dir().join(format!("cdcd-query-{}.sql", lake.name));
     std::fs::write(&file, sql).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/support/lake_query.py");
+    support_python("lake_query.py", &[&lake.url, &file.display().to_string()])
+}
+
+/// Runs a helper of `tests/support` with the stand-ins' Python (boto3, DuckDB); its JSON lines.
+fn support_python(script: &str, args: &[&str]) -> Vec<Json> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/support")
+        .join(script);
     let out = Command::new(env("CDCD_TEST_DUCKDB_PYTHON"))
-        .arg(script)
-        .arg(&lake.url)
-        .arg(&file)
+        .arg(path)
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "DuckDB over {}: {}",
-        lake.url,
+        "{script} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)

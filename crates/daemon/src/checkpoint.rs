@@ -272,16 +272,17 @@ impl CheckpointStore {
                 }
                 // A PUT retried after a lost response finds its own first attempt in place: the
                 // object then holds exactly what this process wrote.
-                Err(StoreError::Conflict { .. }) if matches!(store.get(key).await, Ok(Some((ref body, _))) if *body == text.as_bytes()) =>
-                {
-                    *version = store.get(key).await.ok().flatten().map(|(_, v)| v);
-                    Ok(())
-                }
-                Err(StoreError::Conflict { .. }) => bail!(
-                    "checkpoint {location} was written by another process since this one \
+                Err(StoreError::Conflict { .. }) => match store.get(key).await {
+                    Ok(Some((body, current))) if body == text.as_bytes() => {
+                        *version = Some(current);
+                        Ok(())
+                    }
+                    _ => bail!(
+                        "checkpoint {location} was written by another process since this one \
                          read it: another cdcd follows the same source into the same checkpoint. \
                          Stopping; run one process per source"
-                ),
+                    ),
+                },
                 Err(e) => Err(e).with_context(|| format!("writing checkpoint {location}")),
             },
         }

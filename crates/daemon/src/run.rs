@@ -85,7 +85,10 @@ impl KinesisOutput {
             KinesisFormat::Native(native) => native.write_change(&mut self.buf, event),
         }
         let key = self.dms.partition_key(event);
-        self.send(key, Some(event.event_id()))
+        // The event id only names a record the producer refuses (too large); it is not worth an
+        // allocation for every other record.
+        let oversized = self.buf.len() + key.len() > self.producer.record_limit();
+        self.send(key, oversized.then(|| event.event_id()))
     }
 
     fn put_ddl(&mut self, ddl: &DdlEvent) -> Result<()> {
@@ -361,7 +364,8 @@ fn cut_objects(
     mut kinesis: Option<KinesisOutput>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Handle::current();
-    let send = |flush: Flush| -> Result<bool> { Ok(flushes.blocking_send(flush).is_ok()) };
+    // False once the uploader has stopped (its error is the one reported).
+    let send = |flush: Flush| flushes.blocking_send(flush).is_ok();
     // The last transaction boundary read (at first, where reading began), and when a checkpoint
     // was last sent on.
     let mut boundary = Boundary {
@@ -401,7 +405,7 @@ fn cut_objects(
                             // The parts are recorded in a checkpoint that sits right before
                             // the transaction, so that a restart knows them all.
                             in_parts = true;
-                            if !send(boundary.flush(&mut lake))? {
+                            if !send(boundary.flush(&mut lake)) {
                                 return Ok(());
                             }
                         }
@@ -410,7 +414,7 @@ fn cut_objects(
                             checkpoint: None,
                             kinesis_token: None,
                         };
-                        if !send(part)? {
+                        if !send(part) {
                             return Ok(());
                         }
                     }
@@ -434,13 +438,13 @@ fn cut_objects(
         // also moves it over transactions that the filter left out.
         let idle_due =
             lake.committed_rows() == 0 && boundary.checkpointed.elapsed() >= checkpoint_interval;
-        if (lake.flush_due() || idle_due) && !send(boundary.flush(&mut lake))? {
+        if (lake.flush_due() || idle_due) && !send(boundary.flush(&mut lake)) {
             return Ok(());
         }
     }
     // The reader stopped: write what is complete. The open transaction is read again next time.
     if lake.committed_rows() > 0 || boundary.checkpointed_at != boundary.last_commit {
-        send(boundary.flush(&mut lake))?;
+        send(boundary.flush(&mut lake));
     }
     if let Some(kinesis) = kinesis {
         // Everything put is acknowledged (or the error says why) before the final checkpoint.

@@ -283,15 +283,11 @@ fn push_set(out: &mut String, column: &Column, mask: u64) {
         return;
     }
     out.push('[');
-    let mut first = true;
-    for (i, name) in column.elements.iter().enumerate().take(64) {
-        if mask >> i & 1 == 1 {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            push_str(out, name);
+    for (i, name) in column.set_names(mask).enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        push_str(out, name);
     }
     out.push(']');
 }

@@ -82,15 +82,11 @@ impl Value {
                 None => out.push_str(itoa::Buffer::new().format(*index)),
             },
             Value::Set(mask) => {
-                let mut first = true;
-                for (i, name) in column.elements.iter().enumerate().take(64) {
-                    if mask >> i & 1 == 1 {
-                        if !first {
-                            out.push(',');
-                        }
-                        first = false;
-                        out.push_str(name);
+                for (i, name) in column.set_names(*mask).enumerate() {
+                    if i > 0 {
+                        out.push(',');
                     }
+                    out.push_str(name);
                 }
                 if column.elements.is_empty() && *mask != 0 {
                     out.push_str(itoa::Buffer::new().format(*mask));
@@ -192,6 +188,16 @@ impl Column {
             0 => Some(""),
             i => self.elements.get(i as usize - 1).map(|s| &**s),
         }
+    }
+
+    /// The SET element names a bit mask selects, in definition order.
+    pub fn set_names(&self, mask: u64) -> impl Iterator<Item = &str> {
+        self.elements
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(move |(i, _)| mask >> i & 1 == 1)
+            .map(|(_, name)| &**name)
     }
 
     /// SQL type text in the style of `information_schema.COLUMNS.COLUMN_TYPE`.

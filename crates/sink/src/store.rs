@@ -34,6 +34,13 @@ pub struct S3Config {
     pub retry_seconds: u64,
 }
 
+impl S3Config {
+    /// `sse` as the SDK spells it (validated in [`Store::open`]).
+    fn encryption(&self) -> Option<ServerSideEncryption> {
+        self.sse.as_deref().map(ServerSideEncryption::from)
+    }
+}
+
 impl Default for S3Config {
     fn default() -> Self {
         S3Config {
@@ -325,12 +332,9 @@ impl Store {
                 Some(Condition::Match(etag)) => request.if_match(etag),
                 None => request,
             };
-            if let Some(sse) = &config.sse {
-                request = request.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-            }
-            if let Some(key_id) = &config.kms_key_id {
-                request = request.ssekms_key_id(key_id);
-            }
+            request = request
+                .set_server_side_encryption(config.encryption())
+                .set_ssekms_key_id(config.kms_key_id.clone());
             // The body's CRC32 checksum (sent with it) guards its integrity; a SigV4 SHA-256 of
             // every object would only add CPU.
             request.customize().disable_payload_signing().send()
@@ -359,14 +363,13 @@ impl Store {
         let location = self.location(key);
         let fail = |e: Failure| e.into_error("multipart upload", location.clone());
         let created = retry(config, "CreateMultipartUpload", location.clone(), || {
-            let mut request = client.create_multipart_upload().bucket(bucket).key(&full);
-            if let Some(sse) = &config.sse {
-                request = request.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-            }
-            if let Some(key_id) = &config.kms_key_id {
-                request = request.ssekms_key_id(key_id);
-            }
-            request.send()
+            client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(&full)
+                .set_server_side_encryption(config.encryption())
+                .set_ssekms_key_id(config.kms_key_id.clone())
+                .send()
         })
         .await
         .map_err(fail)?;
