@@ -407,6 +407,11 @@ impl Replica {
         records.drain(start..end);
         if replay.skip == 0 {
             self.replay = None;
+            tracing::info!(
+                records = self.open_records,
+                "the cut-off transaction was read again; its records handed out before the \
+                 reconnect were dropped"
+            );
         }
         Ok(())
     }
