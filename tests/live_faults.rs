@@ -852,17 +852,19 @@ async fn store_outage_and_kinesis_faults_stall_and_recover() {
     for (knobs, what) in [
         (r#"{"put_fraction": 0.5}"#, "half the records throttled"),
         (
-            r#"{"call_every": 3}"#,
-            "every 3rd call throttled (HTTP 400)",
+            r#"{"call_every": 2}"#,
+            "every 2nd call throttled (HTTP 400)",
         ),
-        (r#"{"fivexx_every": 3}"#, "every 3rd call answered 500"),
+        (r#"{"fivexx_every": 2}"#, "every 2nd call answered 500"),
     ] {
         kinesis.set(knobs);
         println!("injected: Kinesis {what}");
+        // Spread out, so that the rows go in several calls.
         for _ in 0..10 {
             conn.query_drop(insert(20)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     kinesis.set("{}");
     wait_until("the rows in the lake", Duration::from_secs(120), caught_up).await;
