@@ -740,6 +740,53 @@ async fn source_restart_cut_and_failover() {
         "the lake still holds every row once"
     );
     println!("verified: cdcd stopped with: {last}");
+
+    // 5. While cdcd is stopped, the new primary purges binlogs past its checkpoint: it refuses
+    //    to start, names the purged transactions, and writes nothing.
+    proxy.retarget(replica.port);
+    for _ in 0..3 {
+        replica_conn.query_drop(insert(2)).await.unwrap();
+    }
+    let purged_to = gtid_pos(&mut replica_conn, true).await;
+    let as_server = Server {
+        name: "MARIADB (private replica)",
+        root_url: replica.root_url(),
+        repl_url: replica.repl_url(),
+        norepl_url: String::new(),
+        tls_ca: String::new(),
+        mariadb: true,
+    };
+    as_server.purge_all_but_current(&mut replica_conn).await;
+    println!("injected: binlogs purged on server_id 2 up to {purged_to} while cdcd was stopped");
+    let checkpoint = std::fs::read_to_string(lake_dir.join("_cdcd/checkpoint-7501.json")).unwrap();
+    let out = pipeline.command(&["run", "--until-end"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    let seq = |gtids: &str| -> u64 {
+        let entry = gtids.split(',').find(|e| e.starts_with("2-")).unwrap();
+        entry.rsplit('-').next().unwrap().parse().unwrap()
+    };
+    let checkpointed: Json = serde_json::from_str(&checkpoint).unwrap();
+    let missing = format!(
+        "domain 2 seq_no {} to {}",
+        seq(checkpointed["gtids"].as_str().unwrap()) + 1,
+        seq(&purged_to)
+    );
+    assert!(
+        !out.status.success() && last.contains("purged") && last.contains(&missing),
+        "a checkpoint behind purged binlogs must stop cdcd naming {missing}: {stderr}"
+    );
+    assert_eq!(
+        walk(&lake_dir).len(),
+        objects_before.len(),
+        "nothing written"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lake_dir.join("_cdcd/checkpoint-7501.json")).unwrap(),
+        checkpoint,
+        "the checkpoint did not move"
+    );
+    println!("verified: cdcd refused to start, nothing written: {last}");
 }
 
 /// Every file under `dir`.
