@@ -1008,8 +1008,11 @@ fn missing_transactions(wanted: &MariaGtidList, reached: &MariaGtidList) -> Stri
         .domains()
         .filter_map(|(domain, server, seq)| {
             let from = reached.get(domain).map_or(0, |(_, seq)| seq) + 1;
-            (from <= seq).then(|| {
-                format!("domain {domain} seq_no {from} to {seq} (up to {domain}-{server}-{seq})")
+            (from <= seq).then(|| match from == seq {
+                true => format!("domain {domain} seq_no {seq} ({domain}-{server}-{seq})"),
+                false => format!(
+                    "domain {domain} seq_no {from} to {seq} (up to {domain}-{server}-{seq})"
+                ),
             })
         })
         .collect::<Vec<_>>()
@@ -1105,6 +1108,22 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_mariadb_transactions_are_named_by_domain() {
+        let list = |text: &str| text.parse::<MariaGtidList>().unwrap();
+        let wanted = list("0-1-44,2-2-17");
+        assert_eq!(missing_transactions(&wanted, &wanted), "");
+        assert_eq!(missing_transactions(&wanted, &list("0-1-50,2-2-17")), "");
+        assert_eq!(
+            missing_transactions(&wanted, &list("0-1-44,2-2-16")),
+            "domain 2 seq_no 17 (2-2-17)"
+        );
+        assert_eq!(
+            missing_transactions(&wanted, &list("0-1-40")),
+            "domain 0 seq_no 41 to 44 (up to 0-1-44), domain 2 seq_no 1 to 17 (up to 2-2-17)"
+        );
+    }
 
     #[test]
     fn passwords_never_reach_messages() {
