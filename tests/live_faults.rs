@@ -121,14 +121,16 @@ partition_key_type = "primary-key"
     }
 
     /// `cdcd run` in the background, its log in a file ([`Pipeline::log`]).
-    fn spawn(&self) -> Child {
+    fn spawn(&self) -> Running {
         let log = std::fs::File::create(self.log_path()).unwrap();
-        self.command(&["run"])
-            .env("CDCD_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        Running(
+            self.command(&["run"])
+                .env("CDCD_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
     }
 
     fn log_path(&self) -> PathBuf {
@@ -184,6 +186,31 @@ partition_key_type = "primary-key"
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response.split_once("\r\n\r\n").unwrap().1.to_string()
+    }
+}
+
+/// A `cdcd run` that is killed when the test ends, also when it fails (it would otherwise
+/// reconnect forever to a proxy that is gone).
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
