@@ -363,6 +363,8 @@ async fn kill_nine_twenty_times_loses_and_duplicates_nothing() {
     let mut workload = Workload::new(&server, db, rng.below(u64::MAX)).await;
     let mut statements = 0;
     let mut killed_at = Vec::new();
+    // The checkpoint each kill left behind: what was acknowledged end to end by then.
+    let mut checkpoints_at_kills = Vec::new();
     for round in 0..20 {
         let mut child = pipeline.spawn();
         let moment = Duration::from_millis(200 + rng.below(1800));
@@ -376,6 +378,9 @@ async fn kill_nine_twenty_times_loses_and_duplicates_nothing() {
         statements += ran;
         kill(&mut child, "KILL");
         killed_at.push(moment.as_millis());
+        checkpoints_at_kills.push(checkpointed_gtids(
+            &lake_dir.join("_cdcd/checkpoint-7500.json"),
+        ));
         pipeline.catch_up();
         let (found, changes) = compare_ids(
             &pipeline.lake(),
@@ -444,17 +449,58 @@ async fn kill_nine_twenty_times_loses_and_duplicates_nothing() {
             datas.iter().all(|d| d == &datas[0]),
             "Kinesis records of {id} differ: {datas:?}"
         );
+        // A record is sent again only by the restart after a kill that found it past the
+        // checkpoint (sent, not yet acknowledged end to end).
+        let (domain, seq) = mariadb_gtid_of(id);
+        let windows = checkpoints_at_kills
+            .iter()
+            .filter(|checkpoint| match checkpoint {
+                Some(checkpoint) => checkpoint.get(&domain).is_none_or(|&done| seq > done),
+                None => true,
+            })
+            .count();
+        assert!(
+            datas.len() - 1 <= windows,
+            "{id} is on Kinesis {} times, but only {windows} kills left it past the checkpoint",
+            datas.len()
+        );
         duplicates += datas.len() - 1;
     }
     println!(
         "kill -9 ×20 (moments {killed_at:?} ms), {statements} statements, {} DDL, {} large \
          transactions: {changes} changes in the lake exactly once after every restart; \
          _latest equals SELECT * ({compared} values); Kinesis: {} records, every change, {duplicates} \
-         re-sent after a kill, each identical with the same event_id",
+         re-sent after a kill that left them past the checkpoint, each identical with the same \
+         event_id",
         workload.ddl,
         workload.large,
         records.len()
     );
+}
+
+/// The MariaDB GTID list of a checkpoint file as domain → last sequence number; `None` before
+/// the first checkpoint.
+fn checkpointed_gtids(path: &Path) -> Option<BTreeMap<u32, u64>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let checkpoint: Json = serde_json::from_str(&text).unwrap();
+    let gtids = checkpoint["gtids"].as_str().unwrap_or_default();
+    Some(
+        gtids
+            .split(',')
+            .filter(|gtid| !gtid.is_empty())
+            .map(|gtid| {
+                let parts: Vec<&str> = gtid.split('-').collect();
+                (parts[0].parse().unwrap(), parts[2].parse().unwrap())
+            })
+            .collect(),
+    )
+}
+
+/// The domain and sequence number of a MariaDB event id (`domain-server-seq:row`).
+fn mariadb_gtid_of(event_id: &str) -> (u32, u64) {
+    let gtid = event_id.split(':').next().unwrap();
+    let parts: Vec<&str> = gtid.split('-').collect();
+    (parts[0].parse().unwrap(), parts[2].parse().unwrap())
 }
 
 /// A randomized writer: every column type, small and large transactions, ALTER TABLE.

@@ -10,7 +10,7 @@
 //!
 //! - A connection that is lost, closed or silent (no event and no heartbeat for three heartbeat
 //!   periods) is replaced by a new one from the last commit handed out, with backoff (doubling
-//!   from 1 s, capped at 30 s) and, by default, without limit: a server restart or a network
+//!   from 1 s, capped at 30 s) and without limit: a server restart or a network
 //!   outage only stalls the stream. Errors the server gives deliberately (privileges, purged
 //!   binlogs, a GTID it does not have) stop the replica instead.
 //! - The transaction that was cut off is read again from its start; its records already handed
@@ -109,9 +109,6 @@ pub struct ReplicaOptions {
     pub filter: TableFilter,
     /// Stop at the end of the binlog instead of waiting for new events.
     pub until_end: bool,
-    /// How often to retry a lost connection in a row before giving up (`Some(0)`: fail at once);
-    /// `None`: reconnect for as long as it takes.
-    pub reconnect_attempts: Option<u32>,
     /// Event type codes to skip instead of stopping on them (`--skip-event-type`).
     pub skip_event_types: Vec<u8>,
     /// Where the replica counts its faults (shared with whoever exports them).
@@ -152,7 +149,6 @@ impl ReplicaOptions {
             start: StartFrom::End,
             filter: TableFilter::default(),
             until_end: false,
-            reconnect_attempts: None,
             skip_event_types: Vec::new(),
             counters: Arc::default(),
         }
@@ -353,16 +349,6 @@ impl Replica {
             self.stream = None;
             ReplicaCounters::count(&self.options.counters.connection_errors);
             failures += 1;
-            if self
-                .options
-                .reconnect_attempts
-                .is_some_and(|limit| failures > limit)
-            {
-                return Err(Error::ConnectionLost(format!(
-                    "gave up after {limit} reconnects: {lost}",
-                    limit = failures - 1
-                )));
-            }
             self.reconnect(failures, &lost.to_string()).await?;
         }
     }
