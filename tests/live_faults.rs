@@ -9,7 +9,9 @@
 //! - The source server restarted, and the replication connection cut mid-transaction by a proxy
 //!   of our own; then a failover behind the same endpoint to a replica that has the GTIDs
 //!   (continues), and back to a server that lacks them (stops, naming both servers and the
-//!   missing GTIDs). Private MariaDB instances; the lag returns to 0.
+//!   missing GTIDs); binlogs purged past the checkpoint while cdcd is stopped (it refuses to
+//!   start, naming them). Private MariaDB instances; the lag returns to 0. The cut also on MySQL
+//!   (GTID event ids), through the proxy in front of the shared server.
 //! - S3 (a private SeaweedFS) killed for 30 s and started again, and Kinesis throttling and 5xx
 //!   (a private fault proxy in front of kinesis-mock): cdcd stalls, retries, recovers, and
 //!   `/metrics` counts it.
@@ -677,37 +679,11 @@ async fn source_restart_cut_and_failover() {
     )
     .await;
 
-    // 1. The replication connection cut in the middle of a 4,000-row transaction (~1 MiB).
-    proxy.cut_after(300_000);
-    conn.query_drop(format!(
-        "INSERT INTO {db}.t SELECT 1000000 + a.n + 10 * b.n + 100 * c.n + 1000 * d.n, \
-         REPEAT('big', 80), 0 FROM {db}.digits a, {db}.digits b, {db}.digits c, {db}.digits d \
-         WHERE d.n < 4"
-    ))
-    .await
-    .unwrap();
-    wait_until("the proxy's cut", Duration::from_secs(30), || {
-        proxy.cut_fired()
+    // 1. The replication connection cut in the middle of a transaction.
+    cut_mid_transaction(&proxy, &mut conn, db, (&pipeline, &mut child), || {
+        caught_up(&primary.repl_url())
     })
     .await;
-    println!("injected: replication connection cut after 300,000 bytes of a 4,000-row transaction");
-    wait_until(
-        "the cut transaction in the lake",
-        Duration::from_secs(90),
-        || caught_up(&primary.repl_url()),
-    )
-    .await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "cdcd exited: {}",
-        pipeline.log()
-    );
-    let log = pipeline.log();
-    let dropped = log
-        .lines()
-        .find(|l| l.contains("the cut-off transaction was read again"))
-        .unwrap_or_else(|| panic!("the cut was not mid-transaction: {log}"));
-    println!("verified: cdcd reconnected; the transaction is in the lake exactly once ({dropped})");
 
     // 2. The server restarted while cdcd follows it, with writes before and after.
     for _ in 0..5 {
@@ -860,6 +836,95 @@ async fn source_restart_cut_and_failover() {
         "the checkpoint did not move"
     );
     println!("verified: cdcd refused to start, nothing written: {last}");
+}
+
+/// Cuts the replication connection in the middle of a 4,000-row transaction (~1 MiB) into
+/// `db.t` (with `db.digits` holding 0-9), and checks that cdcd reconnects, drops what it read
+/// twice, and gets the lake to hold every change once.
+async fn cut_mid_transaction(
+    proxy: &TcpProxy,
+    conn: &mut Conn,
+    db: &str,
+    (pipeline, child): (&Pipeline, &mut Running),
+    caught_up: impl Fn() -> bool,
+) {
+    proxy.cut_after(300_000);
+    conn.query_drop(format!(
+        "INSERT INTO {db}.t SELECT 1000000 + a.n + 10 * b.n + 100 * c.n + 1000 * d.n, \
+         REPEAT('big', 80), 0 FROM {db}.digits a, {db}.digits b, {db}.digits c, {db}.digits d \
+         WHERE d.n < 4"
+    ))
+    .await
+    .unwrap();
+    wait_until("the proxy's cut", Duration::from_secs(30), || {
+        proxy.cut_fired()
+    })
+    .await;
+    println!("injected: replication connection cut after 300,000 bytes of a 4,000-row transaction");
+    wait_until(
+        "the cut transaction in the lake",
+        Duration::from_secs(90),
+        caught_up,
+    )
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "cdcd exited: {}",
+        pipeline.log()
+    );
+    let log = pipeline.log();
+    let dropped = log
+        .lines()
+        .find(|l| l.contains("the cut-off transaction was read again"))
+        .unwrap_or_else(|| panic!("the cut was not mid-transaction: {log}"));
+    println!("verified: cdcd reconnected; the transaction is in the lake exactly once ({dropped})");
+}
+
+/// The connection cut mid-transaction on MySQL (GTID event ids), through the proxy in front of
+/// the shared server (nothing on it is stopped or changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_connection_cut_mid_transaction() {
+    let server = Server::from_env("MYSQL");
+    let db = "cdcd_faults_mysqlcut";
+    let mut conn = server.conn().await;
+    conn.query_drop(format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db};
+         CREATE TABLE {db}.t (id BIGINT PRIMARY KEY, v VARCHAR(300), n BIGINT);
+         CREATE TABLE {db}.digits (n INT PRIMARY KEY);
+         INSERT INTO {db}.digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9);
+         INSERT INTO {db}.t VALUES (1, 'first', 1)"
+    ))
+    .await
+    .unwrap();
+    let start = format!("gtid:{}", gtid_pos(&mut conn, false).await);
+    let port: u16 = server.repl_url.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = TcpProxy::start(10502, port);
+    let source = server
+        .repl_url
+        .replace(&format!(":{port}"), &format!(":{}", proxy.port));
+    let lake_dir = std::env::temp_dir().join("cdcd-faults-mysqlcut-lake");
+    let _ = std::fs::remove_dir_all(&lake_dir);
+    let pipeline = Pipeline::new(
+        "mysqlcut",
+        (&source, db, &start),
+        7503,
+        &lake_dir.display().to_string(),
+        None,
+        None,
+    );
+    let mut child = pipeline.spawn();
+    let lake = pipeline.lake();
+    let caught_up = || exactly_once(&lake, (&server.repl_url, &start, db), &["t"], 7543);
+    conn.query_drop(format!("INSERT INTO {db}.t VALUES (2, 'second', 2)"))
+        .await
+        .unwrap();
+    wait_until(
+        "the first rows in the lake",
+        Duration::from_secs(60),
+        caught_up,
+    )
+    .await;
+    cut_mid_transaction(&proxy, &mut conn, db, (&pipeline, &mut child), caught_up).await;
 }
 
 /// Every file under `dir`.
