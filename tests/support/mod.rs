@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod lake;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 

@@ -156,6 +156,16 @@ impl MariaGtidList {
     pub fn is_empty(&self) -> bool {
         self.domains.is_empty()
     }
+
+    /// `(domain, server, seq)` of each domain, by domain.
+    pub fn domains(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
+        self.domains.iter().map(|(d, (s, q))| (*d, *s, *q))
+    }
+
+    /// The last `(server, seq)` of `domain`.
+    pub fn get(&self, domain: u32) -> Option<(u32, u64)> {
+        self.domains.get(&domain).copied()
+    }
 }
 
 impl fmt::Display for MariaGtidList {

@@ -1,15 +1,34 @@
 //! Following a server as a replica.
 //!
 //! Resumption: the stream is requested from a [`Position`] that is a transaction boundary — by GTID
-//! set (MySQL, COM_BINLOG_DUMP_GTID), GTID list (MariaDB, `@slave_connect_state`) or file:pos. When a
-//! connection is lost or goes silent (no event and no heartbeat for three heartbeat periods), the
-//! replica reconnects from the last commit it emitted; rows of the transaction that was cut off
-//! are emitted again with the same `event_id`s, so consumers can deduplicate.
+//! set (MySQL, COM_BINLOG_DUMP_GTID), GTID list (MariaDB, `@slave_connect_state`) or file:pos.
+//!
+//! # Faults
+//!
+//! Invariant: every record is handed out once, in binlog order, across any number of reconnects;
+//! a fault either heals or stops the replica with an error, never with a gap.
+//!
+//! - A connection that is lost, closed or silent (no event and no heartbeat for three heartbeat
+//!   periods) is replaced by a new one from the last commit handed out, with backoff (doubling
+//!   from 1 s, capped at 30 s) and without limit: a server restart or a network
+//!   outage only stalls the stream. Errors the server gives deliberately (privileges, purged
+//!   binlogs, a GTID it does not have) stop the replica instead.
+//! - The transaction that was cut off is read again from its start; its records already handed
+//!   out are recognized by count and checked by `event_id`, and dropped, so the caller sees each
+//!   row once. A binlog that does not repeat them is an error, not a silent divergence.
+//! - Failover: a reconnect that finds a different server behind the same endpoint (another
+//!   `server_uuid` on MySQL, another `server_id` on MariaDB) continues by GTID only if that
+//!   server has every transaction already handed out (and has not purged the ones still to
+//!   come); otherwise it stops with an error naming both servers and the missing GTIDs. A file
+//!   position cannot be carried over to another server, so without GTIDs a failover stops.
+//! - [`ReplicaCounters`] counts reconnects, connection errors and failovers for metrics.
 //!
 //! Before streaming, the server's settings are checked: a binlog that cannot give complete row
 //! images (`binlog_format` not ROW, `binlog_row_image` not FULL) is refused with the setting to fix.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
@@ -90,10 +109,32 @@ pub struct ReplicaOptions {
     pub filter: TableFilter,
     /// Stop at the end of the binlog instead of waiting for new events.
     pub until_end: bool,
-    /// How often to retry a lost connection before giving up (0 = fail at once).
-    pub reconnect_attempts: u32,
     /// Event type codes to skip instead of stopping on them (`--skip-event-type`).
     pub skip_event_types: Vec<u8>,
+    /// Where the replica counts its faults (shared with whoever exports them).
+    pub counters: Arc<ReplicaCounters>,
+}
+
+/// Faults of the replication connection, counted as they happen.
+#[derive(Debug, Default)]
+pub struct ReplicaCounters {
+    /// Attempts to open a new replication stream after one was lost.
+    pub reconnects: AtomicU64,
+    /// Replication connections lost (broken, closed by the server, silent) and reconnect
+    /// attempts that failed.
+    pub connection_errors: AtomicU64,
+    /// Reconnects that found another server behind the endpoint and continued on it by GTID.
+    pub failovers: AtomicU64,
+}
+
+impl ReplicaCounters {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl ReplicaOptions {
@@ -108,8 +149,8 @@ impl ReplicaOptions {
             start: StartFrom::End,
             filter: TableFilter::default(),
             until_end: false,
-            reconnect_attempts: 10,
             skip_event_types: Vec::new(),
+            counters: Arc::default(),
         }
     }
 }
@@ -120,6 +161,18 @@ pub struct ServerInfo {
     pub flavor: Flavor,
     pub version: String,
     pub server_uuid: Option<String>,
+    pub server_id: u32,
+}
+
+impl ServerInfo {
+    /// What tells two servers apart: the `server_uuid` (MySQL; MariaDB has none), else the
+    /// `server_id`.
+    pub fn identity(&self) -> String {
+        match &self.server_uuid {
+            Some(uuid) => format!("server_uuid {uuid}"),
+            None => format!("server_id {}", self.server_id),
+        }
+    }
 }
 
 /// A replication connection producing [`Record`]s.
@@ -133,7 +186,19 @@ pub struct Replica {
     decoder: Decoder,
     /// The last transaction boundary handed out.
     committed: Position,
+    /// Change and DDL records handed out since `committed`, and the event id of the last change
+    /// among them: what a reconnect reads again and must not hand out twice.
+    open_records: usize,
+    open_last_id: Option<String>,
+    /// Records still to drop after a reconnect (they were handed out before it).
+    replay: Option<Replay>,
     finished: bool,
+}
+
+/// The part of a cut-off transaction that is read again after a reconnect.
+struct Replay {
+    skip: usize,
+    last_id: Option<String>,
 }
 
 impl Replica {
@@ -144,6 +209,13 @@ impl Replica {
         let info = check_server(&mut conn).await?;
         if let StartFrom::Position(position, taken_on) = &options.start {
             check_resumable(&info, position, taken_on.as_deref())?;
+            let previous = match taken_on {
+                Some(uuid) if info.server_uuid.as_deref() != Some(uuid.as_str()) => {
+                    format!("server_uuid {uuid}")
+                }
+                _ => "the server the checkpoint was taken on".to_string(),
+            };
+            check_has_read_gtids(&mut conn, &info, position, &previous).await?;
         }
         let start = resolve_start(&mut conn, &info, &options.start).await?;
         let decoder = new_decoder(&info, &options, &start);
@@ -155,6 +227,9 @@ impl Replica {
             schema_conn: conn,
             decoder,
             committed: start,
+            open_records: 0,
+            open_last_id: None,
+            replay: None,
             finished: false,
         };
         replica.open_stream().await?;
@@ -230,7 +305,7 @@ impl Replica {
             if self.finished {
                 return Ok(false);
             }
-            match self.next_event().await {
+            let lost = match self.next_event().await {
                 Ok(Some(event)) => {
                     failures = 0;
                     if let Some((schema, table)) = self.decoder.wants_schema(&event) {
@@ -244,17 +319,16 @@ impl Replica {
                         records.truncate(start);
                         return Err(e);
                     }
-                    if let Some(Record::Commit(position)) = records[start..]
-                        .iter()
-                        .rev()
-                        .find(|r| matches!(r, Record::Commit(_)))
-                    {
-                        self.committed = position.clone();
+                    if let Err(e) = self.drop_replayed(records, start) {
+                        records.truncate(start);
+                        return Err(e);
                     }
+                    self.note_handed_out(&records[start..]);
                     self.describe_tables(&mut records[start..]).await?;
                     if records.len() > start {
                         return Ok(true);
                     }
+                    continue;
                 }
                 Ok(None) if self.options.until_end => {
                     self.finished = true;
@@ -263,25 +337,95 @@ impl Replica {
                             "the server ended the stream inside a transaction".into(),
                         ));
                     }
+                    continue;
                 }
+                // Without --until-end the stream never ends by itself: the server went away.
                 Ok(None) => {
-                    // Without --until-end the stream never ends by itself: the server went away.
-                    self.stream = None;
-                    failures += 1;
-                    if failures > self.options.reconnect_attempts {
-                        return Err(Error::ConnectionLost(
-                            "the server keeps closing the replication stream".into(),
-                        ));
-                    }
-                    self.reconnect(failures, "the server closed the replication stream")
-                        .await;
+                    Error::ConnectionLost("the server closed the replication stream".into())
                 }
-                Err(e) if is_connection_loss(&e) && failures < self.options.reconnect_attempts => {
-                    failures += 1;
-                    self.reconnect(failures, &e.to_string()).await;
-                }
+                Err(e) if is_connection_loss(&e) => e,
                 Err(e) => return Err(e),
+            };
+            self.stream = None;
+            ReplicaCounters::count(&self.options.counters.connection_errors);
+            failures += 1;
+            self.reconnect(failures, &lost.to_string()).await?;
+        }
+    }
+
+    /// Drops the records of `records[start..]` that were handed out before a reconnect (the
+    /// start of the transaction that was cut off), checking that they are the same rows.
+    fn drop_replayed(&mut self, records: &mut Vec<Record>, start: usize) -> Result<()> {
+        let Some(replay) = &mut self.replay else {
+            return Ok(());
+        };
+        let mut end = start;
+        while end < records.len() && replay.skip > 0 {
+            match &records[end] {
+                Record::Commit(position) => {
+                    return Err(Error::Setup(format!(
+                        "after reconnecting, the binlog from {} does not repeat the transaction \
+                         that was cut off: it ends at {} with {} fewer rows than were read \
+                         before. Stopping instead of guessing; the server's binlog changed under \
+                         cdcd",
+                        describe(&self.committed),
+                        describe(position),
+                        replay.skip
+                    )));
+                }
+                Record::Change(event) if replay.skip == 1 => {
+                    let id = event.event_id();
+                    if replay.last_id.as_ref().is_some_and(|last| *last != id) {
+                        return Err(Error::Setup(format!(
+                            "after reconnecting, the binlog does not repeat the transaction that \
+                             was cut off: its last row read before was {}, now {id}. Stopping \
+                             instead of guessing; the server's binlog changed under cdcd",
+                            replay.last_id.as_deref().unwrap_or_default()
+                        )));
+                    }
+                    replay.skip = 0;
+                }
+                Record::Change(_) | Record::Ddl(_) => replay.skip -= 1,
+                Record::Heartbeat => {}
             }
+            end += 1;
+        }
+        records.drain(start..end);
+        if replay.skip == 0 {
+            self.replay = None;
+            tracing::info!(
+                records = self.open_records,
+                "the cut-off transaction was read again; its records handed out before the \
+                 reconnect were dropped"
+            );
+        }
+        Ok(())
+    }
+
+    /// Follows the transaction boundary and what of the open transaction has been handed out.
+    fn note_handed_out(&mut self, handed_out: &[Record]) {
+        let open = match handed_out
+            .iter()
+            .rposition(|r| matches!(r, Record::Commit(_)))
+        {
+            Some(commit) => {
+                if let Record::Commit(position) = &handed_out[commit] {
+                    self.committed = position.clone();
+                }
+                self.open_records = 0;
+                self.open_last_id = None;
+                &handed_out[commit + 1..]
+            }
+            None => handed_out,
+        };
+        self.open_records += open
+            .iter()
+            .filter(|r| matches!(r, Record::Change(_) | Record::Ddl(_)))
+            .count();
+        if let Some(Record::Change(event)) =
+            open.iter().rev().find(|r| matches!(r, Record::Change(_)))
+        {
+            self.open_last_id = Some(event.event_id());
         }
     }
 
@@ -338,11 +482,13 @@ impl Replica {
         Ok(())
     }
 
-    /// Waits (with backoff) and opens a new stream from the last commit. A failure leaves the
-    /// replica without a stream, which the next read reports as a lost connection, so every
-    /// attempt counts against `reconnect_attempts`.
-    async fn reconnect(&mut self, attempt: u32, reason: &str) {
-        let wait = Duration::from_millis(500 * 2u64.pow(attempt.min(6)));
+    /// Waits (with backoff) and opens a new stream from the last commit. A transient failure
+    /// leaves the replica without a stream, which the next read reports as one more lost
+    /// connection; a deliberate refusal by the server, or a failover that cannot continue, is an
+    /// error.
+    async fn reconnect(&mut self, attempt: u32, reason: &str) -> Result<()> {
+        ReplicaCounters::count(&self.options.counters.reconnects);
+        let wait = Duration::from_secs(1 << attempt.saturating_sub(1).min(5)).min(MAX_BACKOFF);
         tracing::warn!(
             reason,
             attempt,
@@ -350,14 +496,76 @@ impl Replica {
             "replication connection lost; reconnecting from the last commit"
         );
         tokio::time::sleep(wait).await;
+        let failed = |e: &Error| tracing::warn!(error = %e, attempt, "reconnect failed");
+        let mut conn = match connect(&self.opts).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                failed(&e);
+                return Ok(());
+            }
+        };
+        let info = match check_server(&mut conn).await {
+            Ok(info) => info,
+            Err(e) if is_transient(&e) => {
+                failed(&e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if info.identity() != self.info.identity() || info.flavor != self.info.flavor {
+            self.fail_over(&mut conn, info).await?;
+        }
+        self.schema_conn = conn;
         self.decoder = new_decoder(&self.info, &self.options, &self.committed);
-        if let Ok(conn) = connect(&self.opts).await {
-            self.schema_conn = conn;
+        self.replay = (self.open_records > 0).then(|| Replay {
+            skip: self.open_records,
+            last_id: self.open_last_id.clone(),
+        });
+        match self.open_stream().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_transient(&e) => {
+                failed(&e);
+                self.stream = None;
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        if let Err(e) = self.open_stream().await {
-            tracing::warn!(error = %e, attempt, "reconnect failed");
-            self.stream = None;
+    }
+
+    /// Continues on another server found behind the source endpoint, if it has every
+    /// transaction read so far and still has the ones to come.
+    async fn fail_over(&mut self, conn: &mut Conn, info: ServerInfo) -> Result<()> {
+        let (old, new) = (self.info.identity(), info.identity());
+        if info.flavor != self.info.flavor {
+            return Err(Error::Setup(format!(
+                "the source endpoint now leads to a {} server ({new}) instead of the {} server \
+                 ({old}) cdcd was following: a position cannot be carried to another kind of \
+                 server. Stopping; start again from a snapshot",
+                info.flavor.as_str(),
+                self.info.flavor.as_str()
+            )));
         }
+        if self.committed.gtids == Gtids::None {
+            return Err(Error::Setup(format!(
+                "the source endpoint now leads to {new} instead of {old} (a failover?): cdcd \
+                 follows {old} by the file position {}, which means nothing on another server. \
+                 Stopping; follow the source by GTID to survive failovers (MySQL gtid_mode=ON, \
+                 and a gtid: start), or start again from a snapshot",
+                describe(&self.committed)
+            )));
+        }
+        check_has_read_gtids(conn, &info, &self.committed, &old).await?;
+        check_not_purged(conn, &info, &self.committed).await?;
+        tracing::warn!(
+            from = %old,
+            to = %new,
+            gtids = %self.committed.gtids,
+            "the source endpoint leads to another server (a failover); it has every transaction \
+             read so far: continuing there by GTID"
+        );
+        ReplicaCounters::count(&self.options.counters.failovers);
+        self.info = info;
+        Ok(())
     }
 
     async fn next_event(&mut self) -> Result<Option<Event>> {
@@ -421,6 +629,26 @@ pub(crate) async fn first_value(conn: &mut Conn, query: &str) -> Result<Option<S
     Ok(first_row(conn, query)
         .await?
         .and_then(|row| row.into_iter().next().flatten()))
+}
+
+/// The longest wait between two reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A failure that a later attempt can overcome: the connection broke, or the server is starting,
+/// stopping or full.
+fn is_transient(error: &Error) -> bool {
+    match error {
+        Error::Server {
+            source: mysql_async::Error::Server(e),
+            ..
+        } => matches!(
+            e.code,
+            // Too many connections, shutdown in progress, connection killed, server gone away,
+            // lost connection.
+            1040 | 1053 | 1927 | 2006 | 2013
+        ),
+        error => is_connection_loss(error),
+    }
 }
 
 fn is_connection_loss(error: &Error) -> bool {
@@ -541,10 +769,15 @@ async fn check_server(conn: &mut Conn) -> Result<ServerInfo> {
         Flavor::MySql => first_value(conn, "SELECT @@server_uuid").await?,
         Flavor::MariaDb => None,
     };
+    let server_id = first_value(conn, "SELECT @@server_id")
+        .await?
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_default();
     Ok(ServerInfo {
         flavor,
         version,
         server_uuid,
+        server_id,
     })
 }
 
@@ -694,25 +927,121 @@ fn check_resumable(info: &ServerInfo, position: &Position, taken_on: Option<&str
     Ok(())
 }
 
-/// Refuses to start from GTIDs whose binlogs the server no longer has.
+/// Refuses to start from GTIDs whose binlogs the server no longer has, naming them.
 async fn check_not_purged(conn: &mut Conn, info: &ServerInfo, position: &Position) -> Result<()> {
-    if let (Flavor::MySql, Gtids::MySql(have)) = (info.flavor, &position.gtids) {
-        let purged = first_value(conn, "SELECT @@gtid_purged")
-            .await?
-            .unwrap_or_default();
-        let purged: GtidSet = purged.parse().map_err(Error::Setup)?;
-        let missing = purged.difference(have);
-        if !missing.is_empty() {
-            return Err(Error::Setup(format!(
-                "the server has purged binlogs holding transactions {missing} that come after the \
-                 start position; they cannot be read any more, and nothing has been read. To \
-                 recover, reload the tables from a snapshot and start after it (cdcd tail --from \
-                 end; cdcd run: remove the checkpoint, run.start = \"end\"), or accept the gap \
-                 (--from start; run.start = \"start\")"
-            )));
+    let missing = match (info.flavor, &position.gtids) {
+        (Flavor::MySql, Gtids::MySql(have)) => {
+            let purged = first_value(conn, "SELECT @@gtid_purged")
+                .await?
+                .unwrap_or_default();
+            let purged: GtidSet = purged.parse().map_err(Error::Setup)?;
+            purged.difference(have).to_string()
+        }
+        (Flavor::MariaDb, Gtids::MariaDb(have)) => match oldest_binlog_gtid_list(conn).await? {
+            // Everything up to the GTID list at the start of the oldest binlog is purged.
+            Some(purged) => missing_transactions(&purged, have),
+            None => String::new(),
+        },
+        _ => String::new(),
+    };
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Setup(format!(
+        "the server has purged binlogs holding transactions {missing} that come after the start \
+         position; they cannot be read any more, and nothing has been read. To recover, reload \
+         the tables from a snapshot and start after it (cdcd tail --from end; cdcd run: remove \
+         the checkpoint, run.start = \"end\"), or accept the gap (--from start; run.start = \
+         \"start\")"
+    )))
+}
+
+/// MariaDB: the GTID list at the start of the oldest binlog the server has (the last
+/// transactions of every domain before it); `None` when it cannot be read.
+async fn oldest_binlog_gtid_list(conn: &mut Conn) -> Result<Option<MariaGtidList>> {
+    let Some(oldest) = first_value(conn, "SHOW BINARY LOGS").await? else {
+        return Ok(None);
+    };
+    let events: Vec<mysql_async::Row> = conn
+        .query(format!(
+            "SHOW BINLOG EVENTS IN '{}' LIMIT 4",
+            oldest.replace('\'', "")
+        ))
+        .await
+        .map_err(Error::server(format!(
+            "reading the GTID list of the oldest binlog {oldest} (SHOW BINLOG EVENTS; grant \
+             BINLOG MONITOR to the replication user)"
+        )))?;
+    for event in events {
+        let (Some(Ok(kind)), Some(Ok(info))) = (
+            event.get_opt::<String, _>("Event_type"),
+            event.get_opt::<String, _>("Info"),
+        ) else {
+            continue;
+        };
+        if kind == "Gtid_list" {
+            let list = info.trim().trim_start_matches('[').trim_end_matches(']');
+            return list.parse().map(Some).map_err(Error::Setup);
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The MariaDB transactions of `wanted` (per domain: up to its sequence number) that `reached`
+/// has not reached, as `first to last` ranges; empty when there are none.
+fn missing_transactions(wanted: &MariaGtidList, reached: &MariaGtidList) -> String {
+    wanted
+        .domains()
+        .filter_map(|(domain, server, seq)| {
+            let from = reached.get(domain).map_or(0, |(_, seq)| seq) + 1;
+            (from <= seq).then(|| match from == seq {
+                true => format!("domain {domain} seq_no {seq} ({domain}-{server}-{seq})"),
+                false => format!(
+                    "domain {domain} seq_no {from} to {seq} (up to {domain}-{server}-{seq})"
+                ),
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Refuses a server that lacks transactions of `position`, which cdcd read from `previous`:
+/// reading on there would skip or repeat changes without a word.
+async fn check_has_read_gtids(
+    conn: &mut Conn,
+    info: &ServerInfo,
+    position: &Position,
+    previous: &str,
+) -> Result<()> {
+    let missing = match (&position.gtids, info.flavor) {
+        (Gtids::MySql(read), Flavor::MySql) => {
+            let executed: GtidSet = first_value(conn, "SELECT @@gtid_executed")
+                .await?
+                .unwrap_or_default()
+                .parse()
+                .map_err(Error::Setup)?;
+            read.difference(&executed).to_string()
+        }
+        (Gtids::MariaDb(read), Flavor::MariaDb) => {
+            let has: MariaGtidList = first_value(conn, "SELECT @@gtid_binlog_pos")
+                .await?
+                .unwrap_or_default()
+                .parse()
+                .map_err(Error::Setup)?;
+            missing_transactions(read, &has)
+        }
+        _ => return Ok(()),
+    };
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Setup(format!(
+        "the source ({}) lacks transactions that cdcd has already read from {previous}: \
+         {missing}. It is not a replica of that server, or it lost them: reading on there could \
+         skip or repeat changes, so nothing more is read. Point the source at a server that has \
+         them, or start again from a snapshot (remove the checkpoint; run.start / --from)",
+        info.identity()
+    )))
 }
 
 fn explain_dump_error(error: mysql_async::Error, from: &Position) -> Error {
@@ -765,6 +1094,22 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_mariadb_transactions_are_named_by_domain() {
+        let list = |text: &str| text.parse::<MariaGtidList>().unwrap();
+        let wanted = list("0-1-44,2-2-17");
+        assert_eq!(missing_transactions(&wanted, &wanted), "");
+        assert_eq!(missing_transactions(&wanted, &list("0-1-50,2-2-17")), "");
+        assert_eq!(
+            missing_transactions(&wanted, &list("0-1-44,2-2-16")),
+            "domain 2 seq_no 17 (2-2-17)"
+        );
+        assert_eq!(
+            missing_transactions(&wanted, &list("0-1-40")),
+            "domain 0 seq_no 41 to 44 (up to 0-1-44), domain 2 seq_no 1 to 17 (up to 2-2-17)"
+        );
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

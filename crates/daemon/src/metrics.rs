@@ -36,6 +36,8 @@ pub struct Metrics {
     stall: Duration,
     /// The Kinesis producer's counters, when `cdcd run` has a Kinesis output.
     kinesis: std::sync::OnceLock<Arc<cdcd_kinesis::ProducerMetrics>>,
+    /// The replication connection's fault counters.
+    source: std::sync::OnceLock<Arc<cdcd_binlog::ReplicaCounters>>,
 }
 
 fn now_us() -> i64 {
@@ -106,6 +108,7 @@ impl Metrics {
             following: AtomicBool::new(false),
             alive_us: AtomicI64::new(now_us()),
             kinesis: std::sync::OnceLock::new(),
+            source: std::sync::OnceLock::new(),
             stall,
         }))
     }
@@ -123,6 +126,11 @@ impl Metrics {
     /// Reports the Kinesis producer's counters from now on.
     pub fn watch_kinesis(&self, producer: Arc<cdcd_kinesis::ProducerMetrics>) {
         let _ = self.kinesis.set(producer);
+    }
+
+    /// Reports the replication connection's reconnects and errors from now on.
+    pub fn watch_source(&self, counters: Arc<cdcd_binlog::ReplicaCounters>) {
+        let _ = self.source.set(counters);
     }
 
     /// The pipeline is turning (called by the lake thread on every round).
@@ -162,6 +170,7 @@ impl Metrics {
         if let Some(kinesis) = self.kinesis.get() {
             render_kinesis(kinesis, &mut out);
         }
+        render_faults(self.source.get(), self.kinesis.get(), &mut out);
         out
     }
 
@@ -252,6 +261,74 @@ fn render_kinesis(m: &cdcd_kinesis::ProducerMetrics, out: &mut Vec<u8>) {
         "gauge",
         "PutRecords requests in flight",
         &[("", P::get(&m.in_flight_requests))],
+    );
+}
+
+/// Reconnects, failovers, and errors by kind: `source` (the replication connection was lost or
+/// a reconnect failed), `s3` (a lake or checkpoint request failed and was retried), `kinesis`
+/// (a PutRecords call or record failed and was retried). S3 retries also by kind.
+fn render_faults(
+    source: Option<&Arc<cdcd_binlog::ReplicaCounters>>,
+    kinesis: Option<&Arc<cdcd_kinesis::ProducerMetrics>>,
+    out: &mut Vec<u8>,
+) {
+    use cdcd_binlog::ReplicaCounters as R;
+    use cdcd_kinesis::ProducerMetrics as P;
+    use cdcd_sink::store::{RetryCounters as S, RETRIES};
+    use std::io::Write;
+    let mut metric = |name: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let source_count = |get: fn(&R) -> &std::sync::atomic::AtomicU64| {
+        source.map_or(0, |counters| R::get(get(counters)))
+    };
+    metric(
+        "cdcd_reconnects_total",
+        "Attempts to reopen the replication stream after it was lost",
+        &[("", source_count(|c| &c.reconnects))],
+    );
+    metric(
+        "cdcd_failovers_total",
+        "Reconnects that found another server behind the source endpoint and continued there by GTID",
+        &[("", source_count(|c| &c.failovers))],
+    );
+    let s3 = [
+        ("{kind=\"throttled\"}", S::get(&RETRIES.throttled)),
+        ("{kind=\"server\"}", S::get(&RETRIES.server)),
+        ("{kind=\"timeout\"}", S::get(&RETRIES.timeout)),
+        ("{kind=\"transport\"}", S::get(&RETRIES.transport)),
+    ];
+    metric(
+        "cdcd_s3_retries_total",
+        "S3 requests that failed transiently and were sent again, by kind",
+        &s3,
+    );
+    let kinesis_errors = kinesis.map_or(0, |m| {
+        [
+            &m.call_failures_throttled,
+            &m.call_failures_server,
+            &m.call_failures_transport,
+            &m.call_failures_permanent,
+            &m.record_failures_throughput_exceeded,
+            &m.record_failures_internal,
+            &m.record_failures_kms_throttling,
+            &m.record_failures_other,
+        ]
+        .into_iter()
+        .map(P::get)
+        .sum()
+    });
+    metric(
+        "cdcd_errors_total",
+        "Errors met and handled (retried), by kind: source, s3, kinesis",
+        &[
+            ("{kind=\"source\"}", source_count(|c| &c.connection_errors)),
+            ("{kind=\"s3\"}", s3.iter().map(|(_, n)| n).sum()),
+            ("{kind=\"kinesis\"}", kinesis_errors),
+        ],
     );
 }
 

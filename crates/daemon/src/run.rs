@@ -165,6 +165,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     let filter = TableFilter::parse(&config.source.tables)
         .map_err(|e| anyhow::anyhow!("source.tables: {e}"))?;
     let mut options = args.source.options(&config)?;
+    metrics.watch_source(options.counters.clone());
     options.filter = filter;
     options.until_end = args.until_end;
     options.start = match &resume {

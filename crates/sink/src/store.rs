@@ -3,10 +3,13 @@
 //! Either way an object becomes visible whole or not at all: a local object is written to a
 //! temporary file, synced and renamed into place (then its directory synced); an S3 object is one
 //! PUT, or a multipart upload that S3 shows only once it completes. Transient failures (timeouts,
-//! throttling, 5xx, a store that is down) are retried with backoff for up to `retry_seconds`;
-//! permanent ones (no such bucket, access denied) fail at once with the reason.
+//! throttling, 5xx, a store that is down) are retried with backoff (doubling from 200 ms, capped
+//! at 10 s) for up to `retry_seconds`, or for as long as it takes when that is 0 (the default: a
+//! long outage stalls the writer instead of stopping it); permanent ones (no such bucket, access
+//! denied) fail at once with the reason. [`RETRIES`] counts the retries by kind, for metrics.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -30,7 +33,7 @@ pub struct S3Config {
     pub kms_key_id: Option<String>,
     /// Objects larger than this go up as multipart uploads of this part size.
     pub multipart_bytes: usize,
-    /// How long to keep retrying a failing request before giving up.
+    /// How long to keep retrying a transiently failing request before giving up; 0: forever.
     pub retry_seconds: u64,
 }
 
@@ -50,7 +53,7 @@ impl Default for S3Config {
             sse: None,
             kms_key_id: None,
             multipart_bytes: 16 << 20,
-            retry_seconds: 600,
+            retry_seconds: 0,
         }
     }
 }
@@ -185,7 +188,10 @@ impl Store {
                     bucket: bucket.clone(),
                     prefix: prefix.clone(),
                     config: S3Config {
-                        retry_seconds: config.retry_seconds.min(30),
+                        retry_seconds: match config.retry_seconds {
+                            0 => 30,
+                            seconds => seconds.min(30),
+                        },
                         ..config.clone()
                     },
                 };
@@ -466,7 +472,35 @@ impl Failure {
     }
 }
 
-/// Sends a request until it succeeds, fails permanently, or `retry_seconds` have passed.
+/// S3 requests that failed transiently and were sent again, by kind. Process-wide: every store
+/// of the process (lake and checkpoint) counts here.
+#[derive(Debug, Default)]
+pub struct RetryCounters {
+    /// 429, 503 and `SlowDown`: the store asks for less.
+    pub throttled: AtomicU64,
+    /// Other 5xx answers.
+    pub server: AtomicU64,
+    /// 408 and `RequestTimeout`, and requests that timed out on our side.
+    pub timeout: AtomicU64,
+    /// No answer: connection refused or reset, DNS.
+    pub transport: AtomicU64,
+}
+
+impl RetryCounters {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+pub static RETRIES: RetryCounters = RetryCounters {
+    throttled: AtomicU64::new(0),
+    server: AtomicU64::new(0),
+    timeout: AtomicU64::new(0),
+    transport: AtomicU64::new(0),
+};
+
+/// Sends a request until it succeeds, fails permanently, or `retry_seconds` (if not 0) have
+/// passed.
 async fn retry<T, E, F, Fut>(
     config: &S3Config,
     operation: &str,
@@ -480,7 +514,8 @@ where
         Output = Result<T, SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
     >,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(config.retry_seconds);
+    let deadline = (config.retry_seconds > 0)
+        .then(|| std::time::Instant::now() + Duration::from_secs(config.retry_seconds));
     let mut backoff = Duration::from_millis(200);
     loop {
         let error = match send().await {
@@ -490,17 +525,22 @@ where
         let status = error.raw_response().map(|r| r.status().as_u16());
         let code = error.code().unwrap_or_default().to_string();
         let message = describe(&error, status);
-        match (status, code.as_str()) {
+        let kind = match (status, code.as_str()) {
             (_, "NoSuchBucket") => return Err(Failure::Permanent(message)),
             (Some(404), _) | (_, "NoSuchKey") => return Err(Failure::NotFound),
             (Some(412), _) | (_, "PreconditionFailed") => return Err(Failure::Precondition),
-            (Some(408 | 429), _) | (_, "SlowDown" | "RequestTimeout" | "InternalError") => {}
+            (Some(429 | 503), _) | (_, "SlowDown") => &RETRIES.throttled,
+            (Some(408), _) | (_, "RequestTimeout") => &RETRIES.timeout,
+            (_, "InternalError") => &RETRIES.server,
             (Some(400..=499), _) => return Err(Failure::Permanent(message)),
-            _ => {}
-        }
-        if std::time::Instant::now() + backoff > deadline {
+            (Some(_), _) => &RETRIES.server,
+            (None, _) if matches!(error, SdkError::TimeoutError(_)) => &RETRIES.timeout,
+            (None, _) => &RETRIES.transport,
+        };
+        if deadline.is_some_and(|deadline| std::time::Instant::now() + backoff > deadline) {
             return Err(Failure::GaveUp(message));
         }
+        kind.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(operation, location, error = %message, retry_in = ?backoff, "S3 request failed; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
