@@ -1,4 +1,4 @@
-//! cdcd's Kinesis Data Streams producer.
+//! cdcd's Kinesis Data Streams producer, and the shard reader of `cdcd sink` ([`consumer`]).
 //!
 //! The daemon pushes records in order, each tagged with an opaque, increasing `u64` token (its
 //! position in the daemon's stream of events). The producer writes them with
@@ -108,6 +108,7 @@
 mod acks;
 mod aws;
 mod config;
+pub mod consumer;
 mod error;
 mod metrics;
 mod producer;
@@ -116,6 +117,7 @@ mod shards;
 pub use acks::{Acks, Progress};
 pub use aws::StreamInfo;
 pub use config::{KinesisConfig, OrderingMode};
+pub use consumer::{Consumer, ConsumerError};
 pub use error::ProducerError;
 pub use metrics::ProducerMetrics;
 pub use producer::{Producer, Record};
