@@ -5,8 +5,10 @@ mod athena;
 mod check;
 mod checkpoint;
 mod config;
+mod kinesis_output;
 mod metrics;
 mod notify;
+mod pipeline;
 mod run;
 mod tail;
 
