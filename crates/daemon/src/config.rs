@@ -30,6 +30,7 @@ pub struct Config {
     /// `cdcd run`'s Kinesis output; off while `kinesis.stream` is empty.
     #[serde(default)]
     pub kinesis: KinesisConfig,
+    pub sink: SinkConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -57,6 +58,25 @@ pub struct RunConfig {
     /// The records put on Kinesis (when `kinesis.stream` is set): `dms` (as AWS DMS writes them,
     /// shaped by `[dms]`) or `native`.
     pub kinesis_format: String,
+}
+
+/// `[sink]`: `cdcd sink` (Kinesis → masking → lake).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// The stream to read (name or ARN).
+    pub stream: String,
+    /// trim-horizon | latest | at-timestamp:<RFC 3339>, for shards without a checkpoint.
+    pub start: String,
+    /// Directory (s3://, file:// or a path) of the per-shard checkpoints and leases; empty:
+    /// `_cdcd/sink-<stream>/` in the lake.
+    pub checkpoint_url: String,
+    /// A lease not renewed for this long is taken over by another replica.
+    pub lease_seconds: u64,
+    /// How often to list the shards again.
+    pub list_shards_seconds: u64,
+    /// How often to poll an idle shard.
+    pub poll_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +185,18 @@ impl Config {
                 checkpoint.interval_seconds,
                 checkpoint.lease_seconds
             );
+        }
+        let sink = &self.sink;
+        if sink.lease_seconds < 2 * checkpoint.interval_seconds {
+            bail!(
+                "config: sink.lease_seconds = {} must be at least twice checkpoint.interval_seconds \
+                 ({}): leases are renewed at every checkpoint",
+                sink.lease_seconds,
+                checkpoint.interval_seconds
+            );
+        }
+        if sink.list_shards_seconds == 0 || sink.poll_ms == 0 {
+            bail!("config: sink.list_shards_seconds and sink.poll_ms must be at least 1");
         }
         if matches!(
             self.dms.before_image_field.as_str(),

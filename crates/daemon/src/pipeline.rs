@@ -32,8 +32,9 @@ use crate::metrics::Metrics;
 
 /// What a reader sends the lake thread, one at a time.
 pub enum Item<S> {
-    /// A masked row change of the open transaction.
-    Change(ChangeEvent),
+    /// A masked row change of the open transaction, and its lane: changes of different lanes
+    /// never share an object (`cdcd sink`'s shards; `None` for `cdcd run`).
+    Change(ChangeEvent, Option<Arc<str>>),
     /// The end of a transaction (for `cdcd sink`, of a record): where reading may resume.
     Commit(S),
     /// The source is idle and caught up.
@@ -125,12 +126,12 @@ pub fn cut_objects<R: Input>(
         };
         for record in batch {
             match record.into_item() {
-                Item::Change(event) => {
+                Item::Change(event, lane) => {
                     count_row(metrics, &mut row_counters, &event);
                     if let Some(kinesis) = &mut kinesis {
                         kinesis.put_change(&event)?;
                     }
-                    lake.push(event);
+                    lake.push_in(event, lane);
                     if R::Progress::SPLITS_TRANSACTIONS && lake.transaction_overflows() {
                         if !in_parts {
                             // The parts are recorded in a checkpoint that sits right before

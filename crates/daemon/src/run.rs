@@ -259,7 +259,7 @@ impl Input for Record {
 
     fn into_item(self) -> Item<Position> {
         match self {
-            Record::Change(event) => Item::Change(event),
+            Record::Change(event) => Item::Change(event, None),
             Record::Commit(position) => Item::Commit(position),
             Record::Heartbeat => Item::Heartbeat,
             Record::Ddl(ddl) => Item::Ddl(ddl),

@@ -30,6 +30,7 @@ pub mod pattern;
 
 pub use decode::DecodeError;
 pub use model::{ChangeEvent, DdlEvent, Flavor, Op, Source, Transaction};
+pub use text::parse_utc;
 pub use value::{
     datetime_to_timestamp, timestamp_to_datetime, write_bits, write_time, Column, ColumnType, Date,
     DateTime, TableSchema, Value,

@@ -55,6 +55,17 @@ pub(crate) fn parse_datetime(text: &str) -> Option<DateTime> {
     })
 }
 
+/// A UTC time `YYYY-MM-DDTHH:MM:SS[.f]Z` (or with a space) as microseconds since the epoch.
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let dt = parse_datetime(text)?;
+    let valid = (1..=12).contains(&dt.date.month)
+        && (1..=31).contains(&dt.date.day)
+        && dt.hour < 24
+        && dt.minute < 60
+        && dt.second < 60;
+    valid.then(|| crate::value::datetime_to_timestamp(&dt))
+}
+
 /// `[-]HHH:MM:SS[.f]` as signed microseconds.
 pub(crate) fn parse_time(text: &str) -> Option<i64> {
     let (negative, text) = match text.strip_prefix('-') {
