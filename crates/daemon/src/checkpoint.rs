@@ -360,6 +360,12 @@ impl CheckpointStore {
     }
 }
 
+/// This process, as a lease owner: host, pid and start time.
+pub fn process_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}:{}", host.trim(), std::process::id(), now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,10 +392,4 @@ mod tests {
         let err = Checkpoint::load(&path).unwrap_err().to_string();
         assert!(err.contains("remove it"), "{err}");
     }
-}
-
-/// This process, as a lease owner: host, pid and start time.
-pub fn process_owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}:{}:{}", host.trim(), std::process::id(), now())
 }
