@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod lake;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 
