@@ -1,0 +1,218 @@
+//! `cdcd sink` against the real servers (MariaDB 10.11, Oracle MySQL 9.7), kinesis-mock and
+//! SeaweedFS: `cdcd run` puts every change on a Kinesis stream, `cdcd sink` reads it back, masks
+//! it and writes the lake, and DuckDB reads the lake the way Athena does.
+//!
+//! Oracles: the source tables themselves (`SELECT`, compared value by value through the `_latest`
+//! view `cdcd athena-ddl` prints), masking recomputed here from the source values, and `cdcd tail`
+//! for the set of changes that must be in the lake exactly once.
+
+mod support;
+
+use std::path::PathBuf;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use support::lake::*;
+use support::{assert_table_matches, Server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_run_kinesis_sink_lake() {
+    let server = Server::from_env("MARIADB");
+    scenarios(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_run_kinesis_sink_lake() {
+    let server = Server::from_env("MYSQL");
+    scenarios(&server).await;
+}
+
+async fn scenarios(server: &Server) {
+    let mut conn = server.conn().await;
+    let db = format!("cdcd_sink_{}", server.name.to_ascii_lowercase());
+    conn.query_drop(format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET utf8mb4"
+    ))
+    .await
+    .unwrap();
+    let start = gtid_start(server, &mut conn).await;
+    workload(server, &mut conn, &db).await;
+    for format in ["native"] {
+        sink_reproduces_tables(server, &mut conn, &db, &start, format).await;
+    }
+}
+
+/// Every column type (the binlog tests' table), a schema change, and a users table full of
+/// personal data for the sink to mask.
+async fn workload(server: &Server, conn: &mut Conn, db: &str) {
+    conn.query_drop(format!("USE {db}")).await.unwrap();
+    conn.query_drop(support::all_types_ddl(server))
+        .await
+        .unwrap();
+    conn.query_drop(support::extremes_row(server))
+        .await
+        .unwrap();
+    conn.query_drop(
+        "INSERT INTO all_types (id) VALUES (2);
+         BEGIN;
+         INSERT INTO all_types (id, c_varchar, c_int, c_dec) VALUES (10, 'ten', 10, 1.5), (11, 'eleven', 11, 2.5);
+         UPDATE all_types SET c_varchar = 'TEN', c_bigint_u = 18446744073709551614 WHERE id = 10;
+         DELETE FROM all_types WHERE id = 11;
+         COMMIT;
+         ALTER TABLE all_types ADD COLUMN added VARCHAR(10) DEFAULT 'x' AFTER c_int;
+         INSERT INTO all_types (id, added, c_varchar) VALUES (20, 'new', 'after alter');
+         UPDATE all_types SET added = CONCAT('v', id), c_smallint = -7 WHERE id <> 20;",
+    )
+    .await
+    .unwrap();
+    conn.query_drop(
+        "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(100), email VARCHAR(200),
+           phone VARCHAR(30), ssn CHAR(11), card VARCHAR(19), address VARCHAR(200), note TEXT);
+         INSERT INTO users VALUES
+           (1, 'Ada Lovelace', 'ada@example.com', '+44 20 7946 0958', '078-05-1120',
+            '4111111111111111', '12 St James''s Square, London', 'call me at +1 415 555 0100 or ada@example.com'),
+           (2, 'Alan Turing', 'alan@example.org', '+44 161 496 0000', '219-09-9999',
+            '5500005555555559', 'Bletchley Park', 'card 4012888888881881, from 10.1.2.3'),
+           (3, 'Grace Hopper', 'grace@example.net', '555-0199', '123-45-6789',
+            '340000000000009', 'Arlington', 'nothing personal');
+         UPDATE users SET email = 'ada.l@example.com', note = 'ssn 078-05-1120' WHERE id = 1;
+         DELETE FROM users WHERE id = 3;",
+    )
+    .await
+    .unwrap();
+}
+
+/// Replica server ids (and metrics ports) of this file: 7400-7449.
+fn sink_id(server: &Server, scenario: u32) -> u32 {
+    7400 + if server.mariadb { 0 } else { 20 } + scenario
+}
+
+/// `cdcd run` (unmasked, `kinesis_format`) into a stream of 3 shards keyed by primary key, then
+/// `cdcd sink` (masking) into SeaweedFS: the lake equals the source tables, masked.
+async fn sink_reproduces_tables(
+    server: &Server,
+    conn: &mut Conn,
+    db: &str,
+    start: &str,
+    format: &str,
+) {
+    let name = format!(
+        "{}-{format}-{}",
+        server.name.to_lowercase(),
+        std::process::id()
+    );
+    let stream = format!("cdcd-sink-{name}");
+    kinesis_stream(&["create", &stream, "3"]);
+    let run_id = sink_id(server, if format == "native" { 1 } else { 2 });
+    let run_lake = std::env::temp_dir().join(format!("cdcd-sink-run-{name}"));
+    let _ = std::fs::remove_dir_all(&run_lake);
+    let run_config = write_config(
+        &format!("run-{name}"),
+        &format!(
+            r#"
+[source]
+url = "{url}"
+tables = "{db}.*"
+server_id = {run_id}
+[run]
+start = "{start}"
+kinesis_format = "{format}"
+[dms]
+partition_key_type = "primary-key"
+[lake]
+url = "{lake}"
+[kinesis]
+stream = "{stream}"
+endpoint = "{endpoint}"
+[metrics]
+listen = ""
+"#,
+            url = server.repl_url,
+            lake = run_lake.display(),
+            endpoint = env("CDCD_TEST_KINESIS_ENDPOINT"),
+        ),
+    );
+    run_until_end(&run_config);
+    let _ = std::fs::remove_dir_all(&run_lake);
+
+    let lake = Lake {
+        url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
+        name: format!("sink-{name}"),
+    };
+    let sink_config = sink_config(server, db, &lake, &stream, "");
+    let out = cdcd_command(&sink_config, &["sink", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cdcd sink --until-caught-up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kinesis_stream(&["delete", &stream]);
+
+    let changes = server.tail(start, &format!("{db}.*"), &[]);
+    let expected = changes.iter().filter(|e| e["op"] != "ddl").count();
+    let stored = query(
+        &lake,
+        &format!(
+            "SELECT count(*) AS n, count(DISTINCT _cdc_event_id) AS ids FROM \
+             (SELECT _cdc_event_id FROM \"cdcd\".\"{db}_all_types\" UNION ALL \
+              SELECT _cdc_event_id FROM \"cdcd\".\"{db}_users\")"
+        ),
+    );
+    assert_eq!(stored[0]["n"], expected, "rows in the lake");
+    assert_eq!(stored[0]["ids"], expected, "distinct event ids in the lake");
+    let replayed = latest_rows(conn, &sink_config, &lake, db, "all_types").await;
+    let compared = assert_table_matches(conn, db, "all_types", &replayed).await;
+    println!(
+        "{}: {format} records, run -> Kinesis (3 shards) -> sink: {expected} changes once each in \
+         {}; the latest view equals SELECT * of all_types ({compared} values)",
+        server.name, lake.url
+    );
+    assert_users_masked(server, conn, &sink_config, &lake, db).await;
+}
+
+/// A `cdcd sink` config: the stream, the lake in S3, the tests' masking rules, and the source
+/// (for `cdcd athena-ddl`, and the column types of DMS records).
+fn sink_config(server: &Server, db: &str, lake: &Lake, stream: &str, extra: &str) -> PathBuf {
+    write_config(
+        &lake.name,
+        &format!(
+            r#"
+[source]
+url = "{url}"
+tables = "{db}.*"
+[sink]
+stream = "{stream}"
+list_shards_seconds = 1
+poll_ms = 200
+[kinesis]
+endpoint = "{kinesis}"
+[lake]
+url = "{lake}"
+flush_seconds = 0.5
+max_rows = 1000
+[lake.s3]
+endpoint = "{s3}"
+force_path_style = true
+retry_seconds = 30
+[metrics]
+listen = ""
+{masking}
+{extra}
+"#,
+            url = server.repl_url,
+            kinesis = env("CDCD_TEST_KINESIS_ENDPOINT"),
+            lake = lake.url,
+            s3 = env("CDCD_TEST_S3_ENDPOINT"),
+            masking = masking_rules(db),
+        ),
+    )
+}
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("cdcd-sink-{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
