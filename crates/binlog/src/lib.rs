@@ -30,4 +30,6 @@ pub use error::{Error, Location, Result};
 pub use file::FileReader;
 pub use filter::TableFilter;
 pub use gtid::{GtidSet, MariaGtidList};
-pub use replica::{redact_url, Replica, ReplicaOptions, ServerInfo, StartFrom, TlsMode};
+pub use replica::{
+    redact_url, Replica, ReplicaOptions, SchemaReader, ServerInfo, StartFrom, TlsMode,
+};

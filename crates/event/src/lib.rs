@@ -9,7 +9,7 @@
 //! * [`native`]: cdcd's own JSON, lossless, one object per line (documented in `docs/formats.md`).
 //! * [`dms`]: the records AWS DMS writes to Kinesis, so that consumers written for DMS keep working.
 //!
-//! [`native_read`] reads native records back into change events (`cdcd sink`).
+//! [`native_read`] and [`dms_read`] read records back into change events (`cdcd sink`).
 //!
 //! Invariants the rest of the system relies on:
 //! * [`ChangeEvent::event_id`] is stable across replays of the same binlog: it derives from the
@@ -24,6 +24,7 @@ mod text;
 mod value;
 
 pub mod dms;
+pub mod dms_read;
 pub mod native;
 pub mod native_read;
 pub mod pattern;

@@ -303,7 +303,7 @@ fn base64(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// MariaDB UUID/INET4/INET6 text back into its bytes (base64 when the writer had no text form).
-fn special_binary(kind: ColumnType, text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn special_binary(kind: ColumnType, text: &str) -> Result<Vec<u8>, String> {
     let parsed = match kind {
         ColumnType::Uuid if text.len() == 36 => {
             let hex: String = text.chars().filter(|c| *c != '-').collect();
