@@ -38,7 +38,7 @@ async fn scenarios(server: &Server) {
     .unwrap();
     let start = gtid_start(server, &mut conn).await;
     workload(server, &mut conn, &db).await;
-    for format in ["native"] {
+    for format in ["native", "dms"] {
         sink_reproduces_tables(server, &mut conn, &db, &start, format).await;
     }
 }
@@ -88,8 +88,9 @@ fn sink_id(server: &Server, scenario: u32) -> u32 {
     7400 + if server.mariadb { 0 } else { 20 } + scenario
 }
 
-/// `cdcd run` (unmasked, `kinesis_format`) into a stream of 3 shards keyed by primary key, then
-/// `cdcd sink` (masking) into SeaweedFS: the lake equals the source tables, masked.
+/// `cdcd run` (unmasked, `kinesis_format`) into a stream of 3 shards, then `cdcd sink`
+/// (masking) into SeaweedFS: the lake equals the source tables, masked. DMS records are typed by
+/// the control records `cdcd run` writes for CREATE and ALTER TABLE.
 async fn sink_reproduces_tables(
     server: &Server,
     conn: &mut Conn,
@@ -119,7 +120,7 @@ server_id = {run_id}
 start = "{start}"
 kinesis_format = "{format}"
 [dms]
-partition_key_type = "primary-key"
+partition_key_type = "{key_type}"
 [lake]
 url = "{lake}"
 [kinesis]
@@ -130,6 +131,14 @@ listen = ""
 "#,
             url = server.repl_url,
             lake = run_lake.display(),
+            // Native records spread over the shards by primary key. DMS records keep DMS's CDC
+            // default, schema-table keys, which keep a table's control records (its column
+            // types) on the shard of its data records.
+            key_type = if format == "native" {
+                "primary-key"
+            } else {
+                "schema-table"
+            },
             endpoint = env("CDCD_TEST_KINESIS_ENDPOINT"),
         ),
     );

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use base64::Engine as _;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde_json::Value as Json;
@@ -329,7 +330,16 @@ pub fn to_native(data_type: &str, precision: u64, value: &Json) -> Json {
             serde_json::from_str(&text()).unwrap()
         }
         "bit" => {
-            let bits: u64 = text().parse().unwrap();
+            let bits: u64 = match value {
+                // BIT(64) from DMS records, whose type for it is BYTES(8): the bits, big-endian.
+                Json::Object(binary) => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(binary["base64"].as_str().unwrap())
+                        .unwrap();
+                    bytes.iter().fold(0, |acc, b| acc << 8 | u64::from(*b))
+                }
+                _ => text().parse().unwrap(),
+            };
             Json::String(format!("{bits:b}"))
         }
         "datetime" | "timestamp" => {

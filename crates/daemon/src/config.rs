@@ -77,6 +77,9 @@ pub struct SinkConfig {
     pub list_shards_seconds: u64,
     /// How often to poll an idle shard.
     pub poll_ms: u64,
+    /// Read the column types of DMS records without a control record from `[source]`'s
+    /// `information_schema`.
+    pub source_types: bool,
 }
 
 #[derive(Debug, Deserialize)]

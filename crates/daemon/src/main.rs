@@ -11,6 +11,7 @@ mod notify;
 mod pipeline;
 mod run;
 mod sink;
+mod sink_types;
 mod tail;
 
 use std::path::PathBuf;

@@ -47,8 +47,9 @@ use clap::Args;
 use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, Mutex};
 
+use cdcd_event::dms_read::{self, DmsReader, DmsRecord, Origin};
 use cdcd_event::native_read::NativeReader;
-use cdcd_event::{ChangeEvent, DecodeError};
+use cdcd_event::ChangeEvent;
 use cdcd_kinesis::consumer::{Fetched, Shard, StartAt};
 use cdcd_kinesis::{Consumer, ConsumerError, KinesisConfig};
 use cdcd_sink::{Lake, Masker, Store};
@@ -58,6 +59,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::pipeline::{self, Checkpoints, Input, Item, Progress};
+use crate::sink_types::TableTypes;
 
 #[derive(Args)]
 pub struct SinkArgs {
@@ -226,10 +228,11 @@ pub async fn run(config_path: Option<&Path>, args: SinkArgs) -> Result<()> {
         finished: HashSet::new(),
         renew_every: interval,
     }));
+    let directory = checkpoint_directory(&config);
     let coordinator = Coordinator {
         consumer,
         leases: leases.clone(),
-        directory: checkpoint_directory(&config),
+        directory: directory.clone(),
         config: &config,
         owner: process_owner(),
         start,
@@ -237,6 +240,7 @@ pub async fn run(config_path: Option<&Path>, args: SinkArgs) -> Result<()> {
         readers_tx: None,
         caught_up: HashSet::new(),
         last_sequence: HashMap::new(),
+        types: TableTypes::open(&config, &directory).await?,
         metrics: metrics.clone(),
     };
     tracing::info!(
@@ -344,6 +348,8 @@ struct Coordinator<'a> {
     caught_up: HashSet<Arc<str>>,
     /// The last sequence number read of each shard.
     last_sequence: HashMap<Arc<str>, String>,
+    /// Column types of DMS records.
+    types: TableTypes,
     metrics: Arc<Metrics>,
 }
 
@@ -363,7 +369,7 @@ impl Coordinator<'_> {
         tokio::pin!(interrupt);
         let mut list =
             tokio::time::interval(Duration::from_secs(self.config.sink.list_shards_seconds));
-        let mut native = NativeReader::new();
+        let mut readers = Readers::default();
         let mut left_to_take = true;
         let result = loop {
             tokio::select! {
@@ -378,7 +384,7 @@ impl Coordinator<'_> {
                         Ok(batch) => batch,
                         Err(e) => break Err(e.into()),
                     };
-                    let records = match self.decode(batch, &mut native, &mut masker) {
+                    let records = match self.decode(batch, &mut readers, &mut masker).await {
                         Ok(records) => records,
                         Err(e) => break Err(e),
                     };
@@ -406,10 +412,10 @@ impl Coordinator<'_> {
     }
 
     /// Decodes and masks one `GetRecords` result; each record commits its shard's mark.
-    fn decode(
+    async fn decode(
         &mut self,
         batch: Fetched,
-        native: &mut NativeReader,
+        readers: &mut Readers,
         masker: &mut Masker,
     ) -> Result<Vec<SinkRecord>> {
         let shard = batch.shard.clone();
@@ -435,18 +441,27 @@ impl Coordinator<'_> {
                 .insert(shard.clone(), last.sequence.clone());
         }
         for record in &batch.records {
-            let located = |e: DecodeError| {
+            let located = |e: anyhow::Error| {
                 anyhow::anyhow!(
-                    "record {} of shard {shard} in stream {}: {e}; nothing after it was \
-                     written. Remove the record's producer's bug, or start past it (sink.start \
-                     = at-timestamp:…) with a new checkpoint directory",
+                    "record {} of shard {shard} in stream {}: {e:#}; nothing from it on was \
+                     written (fix what writes such records; to skip it, start past it with a \
+                     new checkpoint directory and sink.start = at-timestamp:…)",
                     record.sequence,
                     self.config.sink.stream
                 )
             };
             let json: Json = serde_json::from_slice(&record.data)
-                .map_err(|e| located(DecodeError::new("(record)", format!("not JSON: {e}"))))?;
-            if let Some(mut event) = decode_record(&json, native).map_err(located)? {
+                .map_err(|e| located(anyhow::anyhow!("not JSON: {e}")))?;
+            let origin = Origin {
+                shard: &shard,
+                sequence: &record.sequence,
+                sub: 0,
+            };
+            let event = self
+                .decode_record(&json, readers, origin)
+                .await
+                .map_err(located)?;
+            if let Some(mut event) = event {
                 masker.mask(&mut event);
                 out.push(SinkRecord::Change(event, shard.clone()));
             }
@@ -617,16 +632,45 @@ impl Coordinator<'_> {
     }
 }
 
-/// One record's change: native records (`event_id` and `op`) or DMS records (`metadata`).
-fn decode_record(
-    json: &Json,
-    native: &mut NativeReader,
-) -> std::result::Result<Option<ChangeEvent>, DecodeError> {
-    if json.get("event_id").is_some() && json.get("op").is_some() {
-        return native.read(json);
+/// The record readers, which keep the last table and transaction of their format.
+#[derive(Default)]
+struct Readers {
+    native: NativeReader,
+    dms: DmsReader,
+}
+
+impl Coordinator<'_> {
+    /// One record's change: native records (`event_id` and `op`) or DMS records (`metadata`).
+    /// `None` for records that change no row (DDL, DMS control records).
+    async fn decode_record(
+        &mut self,
+        json: &Json,
+        readers: &mut Readers,
+        origin: Origin<'_>,
+    ) -> Result<Option<ChangeEvent>> {
+        if json.get("event_id").is_some() && json.get("op").is_some() {
+            return Ok(readers.native.read(json)?);
+        }
+        if json.get("metadata").is_none() {
+            bail!("neither a cdcd native record (event_id, op) nor a DMS record (metadata)");
+        }
+        match dms_read::classify(json)? {
+            DmsRecord::Control {
+                schema,
+                table,
+                definition: Some(definition),
+                ..
+            } => {
+                self.types
+                    .remember(schema, table, definition, &json["control"]["table-def"])
+                    .await?;
+                Ok(None)
+            }
+            DmsRecord::Control { .. } => Ok(None),
+            DmsRecord::Data { schema, table } => {
+                let definition = self.types.get(schema, table).await?;
+                Ok(Some(readers.dms.read(json, &definition, origin)?))
+            }
+        }
     }
-    Err(DecodeError::new(
-        "(record)",
-        "neither a cdcd native record (event_id, op) nor a DMS record (metadata)",
-    ))
 }
