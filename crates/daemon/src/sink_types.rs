@@ -94,7 +94,7 @@ impl TableTypes {
         }
         let definition = match self.load(schema, table).await? {
             Some(definition) => definition,
-            None => self.from_source(schema, table).await?,
+            None => self.look_up_source(schema, table).await?,
         };
         let definition = Arc::new(definition);
         self.known.insert(key, definition.clone());
@@ -110,11 +110,11 @@ impl TableTypes {
         let document: Json = serde_json::from_slice(&body)
             .with_context(|| format!("{location} is not JSON; remove it"))?;
         let definition = table_from_def(schema, table, &document["table-def"])
-            .with_context(|| format!("{location}"))?;
+            .with_context(|| location.clone())?;
         Ok(Some(definition))
     }
 
-    async fn from_source(&mut self, schema: &str, table: &str) -> Result<TableSchema> {
+    async fn look_up_source(&mut self, schema: &str, table: &str) -> Result<TableSchema> {
         if let Source::NotConnected(options) = &self.source {
             let reader = SchemaReader::connect(options)
                 .await
