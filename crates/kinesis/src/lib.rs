@@ -109,6 +109,7 @@ mod acks;
 mod aws;
 mod config;
 mod error;
+pub mod kpl;
 mod metrics;
 mod producer;
 mod shards;
