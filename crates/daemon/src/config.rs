@@ -172,6 +172,13 @@ impl Config {
                 self.run.kinesis_format
             );
         }
+        if self.kinesis.aggregate && self.run.kinesis_format == "dms" {
+            bail!(
+                "config: kinesis.aggregate = true with run.kinesis_format = \"dms\": DMS consumers \
+                 cannot read KPL aggregated records; set run.kinesis_format = \"native\" (for \
+                 consumers that deaggregate, such as cdcd sink or the KCL) or kinesis.aggregate = false"
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!(
                 "config: log.format = `{}`: use text or json",
@@ -341,5 +348,26 @@ mod tests {
         source.password_file = Some(dir.join("missing"));
         let err = source.password().unwrap_err().to_string();
         assert!(err.contains("source.password_file"), "{err}");
+    }
+
+    #[test]
+    fn aggregation_is_refused_in_dms_format() {
+        let dir = std::env::temp_dir().join(format!("cdcd-kpl-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("aggregate.toml");
+        let write = |format: &str| {
+            let text = format!(
+                "[run]\nkinesis_format = \"{format}\"\n[kinesis]\nstream = \"s\"\naggregate = true\n"
+            );
+            std::fs::write(&path, text).unwrap();
+        };
+        write("dms");
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("kinesis.aggregate") && err.contains("DMS consumers"),
+            "{err}"
+        );
+        write("native");
+        assert!(Config::load(Some(&path)).unwrap().kinesis.aggregate);
     }
 }

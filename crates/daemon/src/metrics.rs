@@ -275,6 +275,28 @@ fn render_kinesis(m: &cdcd_kinesis::ProducerMetrics, out: &mut Vec<u8>) {
         "PutRecords requests in flight",
         &[("", P::get(&m.in_flight_requests))],
     );
+    metric(
+        "cdcd_kinesis_aggregates_put_total",
+        "counter",
+        "Kinesis records put that were KPL aggregates (their user records count in records_put)",
+        &[("", P::get(&m.aggregates_put))],
+    );
+    let latency = m.ack_latency.snapshot();
+    let name = "cdcd_kinesis_ack_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Source commit to Kinesis acknowledgement, per record\n# TYPE {name} histogram"
+    );
+    for (bound, count) in &latency.buckets {
+        let le = if bound.is_infinite() {
+            "+Inf".to_string()
+        } else {
+            bound.to_string()
+        };
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", latency.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", latency.count);
 }
 
 /// Serves the endpoints on `listen` until the process ends. Binding happens before this returns,

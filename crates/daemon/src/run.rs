@@ -14,12 +14,12 @@ use tokio::sync::mpsc;
 use cdcd_binlog::{Position, Record, Replica, StartFrom, TableFilter};
 use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
-use cdcd_kinesis::Producer;
+use cdcd_kinesis::{OversizeMode, Producer};
 use cdcd_sink::{Lake, Masker, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{Config, SourceArgs};
-use crate::kinesis_output::{KinesisFormat, KinesisOutput};
+use crate::kinesis_output::{KinesisFormat, KinesisOutput, Overflow};
 use crate::metrics::Metrics;
 use crate::notify;
 use crate::pipeline::{self, Checkpoints, Input, Item, Progress};
@@ -122,6 +122,10 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
             acks,
             format,
             dms: DmsWriter::new(config.dms.options()?),
+            overflow: match config.kinesis.oversize {
+                OversizeMode::S3 => Some(Overflow::open(&config).await?),
+                OversizeMode::Fail => None,
+            },
             next_token: 0,
             buf: String::new(),
         })

@@ -51,7 +51,7 @@ use cdcd_event::dms_read::{self, DmsReader, DmsRecord, Origin};
 use cdcd_event::native_read::NativeReader;
 use cdcd_event::ChangeEvent;
 use cdcd_kinesis::consumer::{Fetched, Shard, StartAt};
-use cdcd_kinesis::{Consumer, ConsumerError, KinesisConfig};
+use cdcd_kinesis::{kpl, overflow, Consumer, ConsumerError, KinesisConfig};
 use cdcd_sink::{Lake, Masker, Store};
 
 use crate::checkpoint::{process_owner, CheckpointStore, Held};
@@ -450,20 +450,35 @@ impl Coordinator<'_> {
                     self.config.sink.stream
                 )
             };
-            let json: Json = serde_json::from_slice(&record.data)
-                .map_err(|e| located(anyhow::anyhow!("not JSON: {e}")))?;
-            let origin = Origin {
-                shard: &shard,
-                sequence: &record.sequence,
-                sub: 0,
+            // A KPL aggregate holds several user records; the record commits after the last.
+            let parts = if kpl::is_aggregated(&record.data) {
+                kpl::deaggregate(&record.data)
+                    .map_err(|e| located(e.into()))?
+                    .into_iter()
+                    .map(|user| user.data)
+                    .collect()
+            } else {
+                vec![record.data.clone()]
             };
-            let event = self
-                .decode_record(&json, readers, origin)
-                .await
-                .map_err(located)?;
-            if let Some(mut event) = event {
-                masker.mask(&mut event);
-                out.push(SinkRecord::Change(event, shard.clone()));
+            for (sub, data) in parts.into_iter().enumerate() {
+                let data = resolve_overflow(data, &self.config.lake.s3)
+                    .await
+                    .map_err(located)?;
+                let json: Json = serde_json::from_slice(&data)
+                    .map_err(|e| located(anyhow::anyhow!("not JSON: {e}")))?;
+                let origin = Origin {
+                    shard: &shard,
+                    sequence: &record.sequence,
+                    sub: sub as u32,
+                };
+                let event = self
+                    .decode_record(&json, readers, origin)
+                    .await
+                    .map_err(located)?;
+                if let Some(mut event) = event {
+                    masker.mask(&mut event);
+                    out.push(SinkRecord::Change(event, shard.clone()));
+                }
             }
             mark.sequence = Some(record.sequence.clone());
             out.push(SinkRecord::Commit(shard.clone(), mark.clone()));
@@ -630,6 +645,28 @@ impl Coordinator<'_> {
         self.readers.insert(shard.id.clone(), reader);
         Ok(true)
     }
+}
+
+/// A record's data, or for an overflow pointer (`cdcd run` with `kinesis.oversize = "s3"`), the
+/// payload it points to (read with the lake's S3 settings), checked against the pointer's length
+/// and SHA-256.
+async fn resolve_overflow(data: bytes::Bytes, s3: &cdcd_sink::S3Config) -> Result<bytes::Bytes> {
+    let Some(pointer) = overflow::parse(&data)? else {
+        return Ok(data);
+    };
+    let (root, key) = pointer
+        .url
+        .rsplit_once('/')
+        .with_context(|| format!("overflow pointer to {}: not a URL", pointer.url))?;
+    let store = Store::open(root, s3)
+        .await
+        .with_context(|| format!("overflow payload {}", pointer.url))?;
+    let (payload, _) = store
+        .get(key)
+        .await?
+        .with_context(|| format!("overflow payload {} does not exist", pointer.url))?;
+    pointer.verify(&payload)?;
+    Ok(payload.into())
 }
 
 /// The record readers, which keep the last table and transaction of their format.
