@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -224,4 +224,210 @@ fn write_config(name: &str, text: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("cdcd-sink-{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Records as real AWS DMS writes them (tests/fixtures/dms, no `cdcd` key), typed by their control
+/// record's table-def: the lake holds the rows listed here, each once, also after a second run.
+#[test]
+fn recorded_dms_records_reach_the_lake() {
+    let name = format!("fixture-{}", std::process::id());
+    let stream = format!("cdcd-sink-{name}");
+    // One shard: DMS keys control records by task and data records by primary key; one shard
+    // keeps the table-def before the rows it types.
+    kinesis_stream(&["create", &stream, "1"]);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/dms/aurora-mysql-retail.jsonl");
+    let put = kinesis_stream(&["put", &stream, "dms-task", &fixture.display().to_string()]);
+    let lake = local_lake(&name);
+    let config = local_sink_config(&lake, &stream, "");
+    for run in 1..=2 {
+        let out = cdcd_command(&config, &["sink", "--until-caught-up"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cdcd sink run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    kinesis_stream(&["delete", &stream]);
+    let rows = query(
+        &lake,
+        "SELECT trans_id, _cdc_op AS op, CAST(amount AS VARCHAR) AS amount, device, \
+         CAST(trans_datetime AS VARCHAR) AS at, CAST(big_counter AS VARCHAR) AS big, is_gift, \
+         hex(receipt) AS receipt, _cdc_event_id AS id \
+         FROM \"cdcd\".\"testdb_retail_trans\" ORDER BY _cdc_seq, trans_id",
+    );
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {} {} {}",
+                r["trans_id"],
+                r["op"],
+                r["amount"],
+                r["device"],
+                r["at"],
+                r["big"],
+                r["is_gift"],
+                r["receipt"]
+            )
+        })
+        .collect();
+    let expected = [
+        r#"1 "load" "12.50" "pc" "2023-01-16 06:10:01" "18446744073709551615" 0 "DEADBEEF""#,
+        r#"6 "insert" "1.00" "pc" "2023-01-16 06:18:32" null null null"#,
+        r#"7 "insert" "99.99" "mobile" "2023-01-16 06:19:10" null 1 null"#,
+        r#"6 "update" "1.00" "tablet" "2023-01-16 06:18:32" null null null"#,
+        r#"1 "delete" "12.50" "pc" "2023-01-16 06:10:01" "18446744073709551615" 0 "DEADBEEF""#,
+        r#"8 "insert" "-99.99" "mobile" "2023-01-16 06:29:59" "42" null null"#,
+    ];
+    assert_eq!(got, expected, "the lake's rows of the DMS fixture");
+    // Real DMS records have no event id: their place in the stream names them, once each.
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let mut named: Vec<&str> = ids
+        .iter()
+        .map(|id| {
+            assert!(id.starts_with("shardId-000000000000:"), "{id}");
+            id.split(':').nth(1).unwrap()
+        })
+        .collect();
+    // The data records: all but the three control records (lines 1, 2 and 8 of the fixture).
+    let mut data_sequences: Vec<&str> = put
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![0, 1, 7].contains(i))
+        .map(|(_, p)| p["sequence"].as_str().unwrap())
+        .collect();
+    named.sort();
+    data_sequences.sort();
+    assert_eq!(
+        named, data_sequences,
+        "event ids name the records' sequence numbers"
+    );
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), expected.len(), "every event id once");
+    println!(
+        "DMS fixture: {} records ({} data) on a stream -> cdcd sink twice -> the lake holds the \
+         {} expected rows once each, typed by the control record's table-def",
+        put.len(),
+        expected.len(),
+        expected.len()
+    );
+}
+
+/// Bad input stops `cdcd sink` with one clear line naming what and where, and nothing is skipped:
+/// an unknown stream, a DMS table without column types, a record that is not JSON.
+#[test]
+fn bad_input_is_named_and_nothing_is_skipped() {
+    let name = format!("bad-{}", std::process::id());
+    let lake = local_lake(&name);
+
+    let config = local_sink_config(&lake, "cdcd-sink-no-such-stream", "");
+    let err = sink_fails(&config);
+    assert!(
+        err.contains("cdcd-sink-no-such-stream") && err.contains("does not exist"),
+        "{err}"
+    );
+    println!("unknown stream -> {err}");
+
+    let stream = format!("cdcd-sink-{name}");
+    kinesis_stream(&["create", &stream, "1"]);
+    let records = std::env::temp_dir().join(format!("cdcd-sink-{name}.jsonl"));
+    std::fs::write(
+        &records,
+        concat!(
+            r#"{"data":{"id":1},"metadata":{"timestamp":"2023-01-16T06:25:34.444953Z","record-type":"data","operation":"insert","partition-key-type":"schema-table","schema-name":"shop","table-name":"orders","transaction-id":12884904641}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    kinesis_stream(&[
+        "put",
+        &stream,
+        "shop.orders",
+        &records.display().to_string(),
+    ]);
+    let config = local_sink_config(&lake, &stream, "");
+    let err = sink_fails(&config);
+    for needle in [
+        "shop.orders",
+        "IncludeControlDetails",
+        "sink.source_types",
+        "shardId-000000000000",
+    ] {
+        assert!(err.contains(needle), "`{needle}` in: {err}");
+    }
+    println!("DMS record without column types -> {err}");
+
+    // A record that is not JSON stops the sink with its shard and sequence number, and the
+    // checkpoint stays before it.
+    kinesis_stream(&["delete", &stream]);
+    let stream = format!("cdcd-sink-{name}-json");
+    kinesis_stream(&["create", &stream, "1"]);
+    std::fs::write(&records, "{\"op\":\"insert\",\"event_id\":\n").unwrap();
+    let put = kinesis_stream(&["put", &stream, "k", &records.display().to_string()]);
+    let sequence = put[0]["sequence"].as_str().unwrap();
+    let config = local_sink_config(&lake, &stream, "");
+    let err = sink_fails(&config);
+    assert!(
+        err.contains(sequence) && err.contains("shardId-000000000000") && err.contains("not JSON"),
+        "{err}"
+    );
+    let checkpoint = std::fs::read_to_string(Path::new(&lake.url).join(format!(
+        "_cdcd/sink-{stream}/shard-shardId-000000000000.json"
+    )))
+    .unwrap();
+    assert!(
+        !checkpoint.contains(sequence),
+        "the checkpoint does not pass the bad record: {checkpoint}"
+    );
+    kinesis_stream(&["delete", &stream]);
+    println!("malformed record -> {err}; the checkpoint stays before it");
+}
+
+fn sink_fails(config: &Path) -> String {
+    let out = cdcd_command(config, &["sink", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "cdcd sink should have failed");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+fn local_lake(name: &str) -> Lake {
+    let dir = std::env::temp_dir().join(format!("cdcd-sink-lake-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    Lake {
+        url: dir.display().to_string(),
+        name: format!("sink-{name}"),
+    }
+}
+
+/// A `cdcd sink` config without a source, into a local lake.
+fn local_sink_config(lake: &Lake, stream: &str, extra: &str) -> PathBuf {
+    write_config(
+        &format!("{}-{stream}", lake.name),
+        &format!(
+            r#"
+[sink]
+stream = "{stream}"
+list_shards_seconds = 1
+poll_ms = 200
+[kinesis]
+endpoint = "{kinesis}"
+retry_seconds = 5
+[lake]
+url = "{lake}"
+flush_seconds = 0.5
+[metrics]
+listen = ""
+{extra}
+"#,
+            kinesis = env("CDCD_TEST_KINESIS_ENDPOINT"),
+            lake = lake.url,
+        ),
+    )
 }

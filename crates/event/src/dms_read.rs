@@ -262,7 +262,7 @@ impl DmsReader {
                     None => self.next_row(txn_id),
                 };
                 let file = format!(
-                    "{}:{}:{}/{binlog_file}",
+                    "{}:{}:{}:{binlog_file}",
                     origin.shard, origin.sequence, origin.sub
                 );
                 (file, None, row)
@@ -629,7 +629,7 @@ mod tests {
         assert_eq!(after[3], Value::String("pc".into()));
         assert_eq!(
             event.source.event_id(),
-            "shardId-000000000002:4960:0/binlog.000003:2753:0"
+            "shardId-000000000002:4960:0:binlog.000003:2753:0"
         );
         let bad: Json = serde_json::from_str(
             r#"{"data":{"trans_id":"six"},"metadata":{"timestamp":"2023-01-16T06:25:34.444953Z",
