@@ -9,6 +9,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -40,6 +41,10 @@ async fn scenarios(server: &Server) {
     workload(server, &mut conn, &db).await;
     for format in ["native", "dms"] {
         sink_reproduces_tables(server, &mut conn, &db, &start, format).await;
+    }
+    if server.mariadb {
+        // Once, on one server: the stream, not the source, is what is under test.
+        resharding_and_kill_lose_and_duplicate_nothing(server, &mut conn, &db).await;
     }
 }
 
@@ -196,6 +201,10 @@ tables = "{db}.*"
 stream = "{stream}"
 list_shards_seconds = 1
 poll_ms = 200
+# Short leases: a killed sink's shards are free again soon.
+lease_seconds = 4
+[checkpoint]
+interval_seconds = 1
 [kinesis]
 endpoint = "{kinesis}"
 [lake]
@@ -428,6 +437,159 @@ listen = ""
 "#,
             kinesis = env("CDCD_TEST_KINESIS_ENDPOINT"),
             lake = lake.url,
+        ),
+    )
+}
+
+/// Rows for the resharding and replica scenarios: `rows` inserts into `table` from `first`, then
+/// an update of every other one of them (so keys have several versions).
+async fn churn(conn: &mut Conn, db: &str, table: &str, first: u32, rows: u32) {
+    let values: Vec<String> = (first..first + rows)
+        .map(|id| format!("({id}, 'v{id}', {id})"))
+        .collect();
+    for chunk in values.chunks(250) {
+        conn.query_drop(format!(
+            "INSERT INTO {db}.{table} (id, v, n) VALUES {}",
+            chunk.join(",")
+        ))
+        .await
+        .unwrap();
+    }
+    conn.query_drop(format!(
+        "UPDATE {db}.{table} SET n = n + 1, v = CONCAT('u', id) WHERE id >= {first} AND id % 2 = 0"
+    ))
+    .await
+    .unwrap();
+}
+
+/// The stream is split while `cdcd sink` reads it, and the sink is killed with SIGKILL while
+/// records of the children flow; a new sink takes the shards over when the dead one's leases
+/// expire. The lake has every change exactly once and the latest view equals the table.
+async fn resharding_and_kill_lose_and_duplicate_nothing(
+    server: &Server,
+    conn: &mut Conn,
+    db: &str,
+) {
+    let name = format!(
+        "reshard-{}-{}",
+        server.name.to_lowercase(),
+        std::process::id()
+    );
+    let stream = format!("cdcd-sink-{name}");
+    kinesis_stream(&["create", &stream, "2"]);
+    conn.query_drop(format!(
+        "CREATE TABLE {db}.churn (id INT PRIMARY KEY, v VARCHAR(20), n INT)"
+    ))
+    .await
+    .unwrap();
+    let start = gtid_start(server, conn).await;
+    let run_config = native_run_config(server, db, &name, &start, &stream, 3);
+    let lake = Lake {
+        url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
+        name: format!("sink-{name}"),
+    };
+    let sink_config = sink_config(server, db, &lake, &stream, "");
+
+    churn(conn, db, "churn", 0, 1000).await;
+    let mut sink = cdcd_command(&sink_config, &["sink"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    run_until_end(&run_config);
+    let split = kinesis_stream(&["split", &stream, "shardId-000000000000"]);
+    println!("{}: split while the sink reads: {}", server.name, split[0]);
+    churn(conn, db, "churn", 1000, 1000).await;
+    let mut run = cdcd_command(&run_config, &["run", "--until-end"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    libc_kill::send(sink.id(), libc_kill::KILL);
+    let _ = sink.wait();
+    println!("{}: cdcd sink killed with SIGKILL mid-stream", server.name);
+    assert!(run.wait().unwrap().success(), "cdcd run --until-end");
+    let out = cdcd_command(&sink_config, &["sink", "--until-caught-up"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the restarted sink: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kinesis_stream(&["delete", &stream]);
+
+    let expected = server
+        .tail(&start, &format!("{db}.churn"), &[])
+        .iter()
+        .filter(|e| e["op"] != "ddl")
+        .count();
+    let stored = query(
+        &lake,
+        &format!(
+            "SELECT count(*) AS n, count(DISTINCT _cdc_event_id) AS ids FROM \"cdcd\".\"{db}_churn\""
+        ),
+    );
+    assert_eq!(stored[0]["n"], expected, "rows in the lake");
+    assert_eq!(stored[0]["ids"], expected, "distinct event ids in the lake");
+    let replayed = latest_rows(conn, &sink_config, &lake, db, "churn").await;
+    let compared = assert_table_matches(conn, db, "churn", &replayed).await;
+    let parent = query(
+        &lake,
+        &format!(
+            "SELECT content FROM read_text('{}/_cdcd/sink-{stream}/shard-shardId-000000000000.json')",
+            lake.url
+        ),
+    );
+    let parent: serde_json::Value =
+        serde_json::from_str(parent[0]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        parent["finished"], true,
+        "the split parent is read to its end"
+    );
+    println!(
+        "{}: split + SIGKILL + takeover: {expected} changes once each in {}; the latest view \
+         equals SELECT * of churn ({compared} values); the parent shard is finished",
+        server.name, lake.url
+    );
+}
+
+/// A `cdcd run` (unmasked, native records keyed by primary key) onto `stream`, with a
+/// throwaway local lake.
+fn native_run_config(
+    server: &Server,
+    db: &str,
+    name: &str,
+    start: &str,
+    stream: &str,
+    scenario: u32,
+) -> PathBuf {
+    let run_lake = std::env::temp_dir().join(format!("cdcd-sink-run-{name}"));
+    let _ = std::fs::remove_dir_all(&run_lake);
+    write_config(
+        &format!("run-{name}"),
+        &format!(
+            r#"
+[source]
+url = "{url}"
+tables = "{db}.*"
+server_id = {id}
+[run]
+start = "{start}"
+kinesis_format = "native"
+[dms]
+partition_key_type = "primary-key"
+[lake]
+url = "{lake}"
+[kinesis]
+stream = "{stream}"
+endpoint = "{endpoint}"
+[metrics]
+listen = ""
+"#,
+            url = server.repl_url,
+            id = sink_id(server, scenario),
+            lake = run_lake.display(),
+            endpoint = env("CDCD_TEST_KINESIS_ENDPOINT"),
         ),
     )
 }
