@@ -43,8 +43,10 @@ async fn scenarios(server: &Server) {
         sink_reproduces_tables(server, &mut conn, &db, &start, format).await;
     }
     if server.mariadb {
-        // Once, on one server: the stream, not the source, is what is under test.
+        // Once each, on one server: the stream, not the source, is what is under test.
         resharding_and_kill_lose_and_duplicate_nothing(server, &mut conn, &db).await;
+    } else {
+        replicas_split_the_shards(server, &mut conn, &db).await;
     }
 }
 
@@ -592,4 +594,144 @@ listen = ""
             endpoint = env("CDCD_TEST_KINESIS_ENDPOINT"),
         ),
     )
+}
+
+/// Two `cdcd sink` replicas on one stream of 4 shards: they split the shards (one takes them all
+/// at first and hands half back when it sees the other), no shard is held by both at once, and
+/// the lake is complete and duplicate-free.
+async fn replicas_split_the_shards(server: &Server, conn: &mut Conn, db: &str) {
+    let name = format!(
+        "replicas-{}-{}",
+        server.name.to_lowercase(),
+        std::process::id()
+    );
+    let stream = format!("cdcd-sink-{name}");
+    kinesis_stream(&["create", &stream, "4"]);
+    conn.query_drop(format!(
+        "CREATE TABLE {db}.pairs (id INT PRIMARY KEY, v VARCHAR(20), n INT)"
+    ))
+    .await
+    .unwrap();
+    let start = gtid_start(server, conn).await;
+    churn(conn, db, "pairs", 0, 1500).await;
+    let run_config = native_run_config(server, db, &name, &start, &stream, 4);
+    let lake = Lake {
+        url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
+        name: format!("sink-{name}"),
+    };
+    let sink_config = sink_config(server, db, &lake, &stream, "");
+    let logs: Vec<PathBuf> = (1..=2)
+        .map(|i| std::env::temp_dir().join(format!("cdcd-sink-{name}-{i}.log")))
+        .collect();
+    let mut replicas: Vec<std::process::Child> = logs
+        .iter()
+        .map(|log| {
+            cdcd_command(&sink_config, &["sink"])
+                .env("CDCD_LOG", "cdcd=info")
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    run_until_end(&run_config);
+    let expected = server
+        .tail(&start, &format!("{db}.pairs"), &[])
+        .iter()
+        .filter(|e| e["op"] != "ddl")
+        .count();
+    let count_sql = format!(
+        "SELECT count(*) AS n, count(DISTINCT _cdc_event_id) AS ids FROM \"cdcd\".\"{db}_pairs\""
+    );
+    let mut stored = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        stored = query(&lake, &count_sql);
+        if stored.first().is_some_and(|r| r["n"] == expected) {
+            break;
+        }
+    }
+    for replica in &mut replicas {
+        libc_kill::send(replica.id(), libc_kill::TERM);
+        assert!(
+            replica.wait().unwrap().success(),
+            "SIGTERM stops a replica cleanly"
+        );
+    }
+    kinesis_stream(&["delete", &stream]);
+    assert_eq!(stored[0]["n"], expected, "rows in the lake");
+    assert_eq!(stored[0]["ids"], expected, "distinct event ids in the lake");
+
+    // Who held which shard when, from each replica's log: (time, shard, taken or handed back).
+    let events: Vec<Vec<(String, String, bool)>> = logs
+        .iter()
+        .map(|log| {
+            std::fs::read_to_string(log)
+                .unwrap()
+                .lines()
+                .filter_map(|line| {
+                    let time = line.split_whitespace().next()?.to_string();
+                    if line.contains("stopped; shard leases released") {
+                        // Every shard still held is released at the stop.
+                        return Some((time, "*".to_string(), false));
+                    }
+                    let taken = line.contains("took the shard");
+                    let back = line.contains("shard handed back");
+                    if !taken && !back {
+                        return None;
+                    }
+                    let shard = line.split("shard=").nth(1)?.split_whitespace().next()?;
+                    Some((time, shard.to_string(), taken))
+                })
+                .collect()
+        })
+        .collect();
+    for (i, mine) in events.iter().enumerate() {
+        let taken = mine.iter().filter(|e| e.2).count();
+        assert!(taken > 0, "replica {} took no shard: {mine:?}", i + 1);
+    }
+    // A shard both took was handed back by the first before the second took it.
+    let held = |events: &[(String, String, bool)], shard: &str| -> Vec<(String, Option<String>)> {
+        let mut spans = Vec::new();
+        for (time, s, taken) in events {
+            if s != shard && s != "*" {
+                continue;
+            }
+            if *taken {
+                spans.push((time.clone(), None));
+            } else if let Some(last) = spans.last_mut() {
+                last.1.get_or_insert_with(|| time.clone());
+            }
+        }
+        spans
+    };
+    for shard in (0..4).map(|i| format!("shardId-00000000000{i}")) {
+        let (a, b) = (held(&events[0], &shard), held(&events[1], &shard));
+        assert!(!a.is_empty() || !b.is_empty(), "{shard} was read by nobody");
+        for (a_from, a_to) in &a {
+            for (b_from, b_to) in &b {
+                let a_before_b = a_to.as_ref().is_some_and(|end| end <= b_from);
+                let b_before_a = b_to.as_ref().is_some_and(|end| end <= a_from);
+                assert!(
+                    a_before_b || b_before_a,
+                    "{shard} held by both replicas at once: {a:?} / {b:?}"
+                );
+            }
+        }
+    }
+    println!(
+        "{}: two replicas on 4 shards: replica 1 took {:?}, replica 2 took {:?} (never one shard \
+         at once); {expected} changes once each in {}",
+        server.name,
+        events[0]
+            .iter()
+            .filter(|e| e.2)
+            .map(|e| &e.1[14..])
+            .collect::<Vec<_>>(),
+        events[1]
+            .iter()
+            .filter(|e| e.2)
+            .map(|e| &e.1[14..])
+            .collect::<Vec<_>>(),
+        lake.url
+    );
 }

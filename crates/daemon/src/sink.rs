@@ -116,6 +116,9 @@ struct Leases {
     owned: HashMap<Arc<str>, Lease>,
     /// Shards whose finished mark is durable: their children may start.
     finished: HashSet<Arc<str>>,
+    /// Shards being handed back to other replicas, and the last sequence number read of each:
+    /// the lease is released once the checkpoint reaches it.
+    releasing: HashMap<Arc<str>, Option<String>>,
     renew_every: Duration,
 }
 
@@ -162,11 +165,17 @@ impl Checkpoints for SinkCheckpoints {
         for (shard, lease) in leases.owned.iter_mut() {
             let mark = self.progress.0.get(shard).unwrap_or(&lease.written).clone();
             let due = lease.written_at.elapsed() >= leases.renew_every;
-            if mark == lease.written && !due && !release {
+            let handing_back = leases.releasing.contains_key(shard);
+            if mark == lease.written && !due && !release && !handing_back {
                 continue;
             }
-            // A finished shard is released at once: nobody needs to hold it any more.
-            let let_go = release || mark.finished;
+            // A finished shard is released at once: nobody needs to hold it any more; a shard
+            // handed back once everything read of it is checkpointed.
+            let handed_back = leases
+                .releasing
+                .get(shard)
+                .is_some_and(|target| *target == mark.sequence);
+            let let_go = release || mark.finished || handed_back;
             let document = json!({
                 "version": 1,
                 "stream": leases.stream,
@@ -179,12 +188,16 @@ impl Checkpoints for SinkCheckpoints {
             })?;
             lease.written = mark;
             lease.written_at = Instant::now();
-            if lease.written.finished {
+            if lease.written.finished || handed_back {
                 done.push(shard.clone());
             }
         }
         for shard in done {
             leases.owned.remove(&shard);
+            if leases.releasing.remove(&shard).is_some() {
+                tracing::info!(shard = %shard, "shard handed back");
+                continue;
+            }
             tracing::info!(shard = %shard, "shard read to its end and checkpointed");
             leases.finished.insert(shard);
         }
@@ -226,6 +239,7 @@ pub async fn run(config_path: Option<&Path>, args: SinkArgs) -> Result<()> {
         stream: config.sink.stream.clone(),
         owned: HashMap::new(),
         finished: HashSet::new(),
+        releasing: HashMap::new(),
         renew_every: interval,
     }));
     let directory = checkpoint_directory(&config);
@@ -241,6 +255,10 @@ pub async fn run(config_path: Option<&Path>, args: SinkArgs) -> Result<()> {
         caught_up: HashSet::new(),
         last_sequence: HashMap::new(),
         types: TableTypes::open(&config, &directory).await?,
+        directory_store: Store::open(&directory, &config.lake.s3)
+            .await
+            .with_context(|| format!("sink.checkpoint_url {directory}"))?,
+        stopping: false,
         metrics: metrics.clone(),
     };
     tracing::info!(
@@ -350,6 +368,10 @@ struct Coordinator<'a> {
     last_sequence: HashMap<Arc<str>, String>,
     /// Column types of DMS records.
     types: TableTypes,
+    /// The checkpoint directory (shard documents, `replicas.json`).
+    directory_store: Store,
+    /// Set when stopping: the replica leaves `replicas.json`.
+    stopping: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -384,6 +406,10 @@ impl Coordinator<'_> {
                         Ok(batch) => batch,
                         Err(e) => break Err(e.into()),
                     };
+                    if !self.readers.contains_key(&batch.shard) {
+                        // Read before the shard was handed back: its next owner reads it again.
+                        continue;
+                    }
                     let records = match self.decode(batch, &mut readers, &mut masker).await {
                         Ok(records) => records,
                         Err(e) => break Err(e),
@@ -402,6 +428,10 @@ impl Coordinator<'_> {
         notify::stopping();
         for reader in self.readers.values() {
             reader.abort();
+        }
+        self.stopping = true;
+        if let Err(e) = self.replicas().await {
+            tracing::warn!(error = %format!("{e:#}"), "could not leave replicas.json");
         }
         result
     }
@@ -550,16 +580,28 @@ impl Coordinator<'_> {
                 }
             }
         }
-        let share = unfinished.div_ceil(live_owners.len());
-        let mut owned = self.leases.lock().await.owned.len();
-        let mut left = false;
-        for (shard, store, document) in free {
-            let finished = self.leases.lock().await.finished.clone();
-            let parents_done = shard
+        // Children waiting for their parents are nobody's work yet.
+        let finished = self.leases.lock().await.finished.clone();
+        let parents_done = |shard: &Shard| {
+            shard
                 .parents
                 .iter()
-                .all(|p| finished.contains(p) || !listed.contains(p));
-            if !parents_done || owned >= share {
+                .all(|p| finished.contains(p) || !listed.contains(p))
+        };
+        let waiting = free
+            .iter()
+            .filter(|(shard, ..)| !parents_done(shard))
+            .count();
+        let replicas = self.replicas().await?.max(live_owners.len());
+        let share = (unfinished - waiting).div_ceil(replicas);
+        let mut owned = self.leases.lock().await.owned.len();
+        if owned > share {
+            self.release_some(owned - share).await;
+            owned = share;
+        }
+        let mut left = false;
+        for (shard, store, document) in free {
+            if !parents_done(&shard) || owned >= share {
                 left = true;
                 continue;
             }
@@ -570,6 +612,66 @@ impl Coordinator<'_> {
             }
         }
         Ok(left)
+    }
+
+    /// Renews this replica's entry in `replicas.json` (owner → last seen) and counts the replicas
+    /// seen within `sink.lease_seconds`, this one included. The document is replaced with a
+    /// conditional write, retried when another replica wrote it meanwhile.
+    async fn replicas(&mut self) -> Result<usize> {
+        const KEY: &str = "replicas.json";
+        let now = seconds_since_epoch();
+        let lease = self.config.sink.lease_seconds;
+        for _ in 0..10 {
+            let (mut members, version) = match self.directory_store.get(KEY).await? {
+                Some((body, version)) => (
+                    serde_json::from_slice::<BTreeMap<String, u64>>(&body).unwrap_or_default(),
+                    Some(version),
+                ),
+                None => (BTreeMap::new(), None),
+            };
+            members.retain(|_, seen| now.saturating_sub(*seen) < lease);
+            if self.stopping {
+                members.remove(&self.owner);
+            } else {
+                members.insert(self.owner.clone(), now);
+            }
+            let body = serde_json::to_vec(&members).expect("a map of strings and numbers");
+            match self
+                .directory_store
+                .put_if(KEY, body, version.as_ref())
+                .await
+            {
+                Ok(_) => return Ok(members.len().max(1)),
+                Err(cdcd_sink::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!(
+            "{}: ten conditional writes in a row lost to other replicas",
+            self.directory_store.location(KEY)
+        )
+    }
+
+    /// Hands `count` shards back: their readers stop, and each lease is released once what was
+    /// read of the shard is checkpointed (see [`SinkCheckpoints::save`]).
+    async fn release_some(&mut self, count: usize) {
+        let mut leases = self.leases.lock().await;
+        let candidates: Vec<Arc<str>> = leases
+            .owned
+            .keys()
+            .filter(|s| !leases.releasing.contains_key(*s))
+            .take(count)
+            .cloned()
+            .collect();
+        for shard in candidates {
+            if let Some(reader) = self.readers.remove(&shard) {
+                reader.abort();
+            }
+            self.caught_up.remove(&shard);
+            let target = self.last_sequence.get(&shard).cloned();
+            tracing::info!(shard = %shard, "more replicas than before: handing the shard back");
+            leases.releasing.insert(shard, target);
+        }
     }
 
     async fn open(&self, shard: &str) -> Result<Option<CheckpointStore>> {
@@ -710,4 +812,8 @@ impl Coordinator<'_> {
             }
         }
     }
+}
+
+fn seconds_since_epoch() -> u64 {
+    UNIX_EPOCH.elapsed().unwrap_or_default().as_secs()
 }
