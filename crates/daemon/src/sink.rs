@@ -19,10 +19,12 @@
 //! fails its condition has lost the shard and stops with an error; nothing past its last
 //! checkpoint is lost, since the new owner resumes there.
 //!
-//! Replicas need no index or count: each one lists the shards every `sink.list_shards_seconds`
-//! and takes free shards whose parents are finished, up to its share (the shards not finished,
-//! divided by the live owners it sees, itself included), so that replicas started together split
-//! the stream and one started later takes what the others leave or lose.
+//! Replicas need no index or count: each one lists the shards every `sink.list_shards_seconds`,
+//! renews its entry in `replicas.json` (conditional writes) and takes free shards whose parents
+//! are finished, up to its share (the workable shards divided by the replicas seen within the
+//! lease time). Holding more than its share (a replica joined), it stops reading the excess and
+//! releases each lease once what it read of the shard is checkpointed. docs/sink.md has the
+//! whole design.
 //!
 //! # Exactly-once objects
 //!
