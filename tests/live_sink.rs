@@ -133,11 +133,14 @@ url = "{lake}"
 [kinesis]
 stream = "{stream}"
 endpoint = "{endpoint}"
+# Native records go as KPL aggregates, which the sink deaggregates (DMS records never are).
+aggregate = {aggregate}
 [metrics]
 listen = ""
 "#,
             url = server.repl_url,
             lake = run_lake.display(),
+            aggregate = format == "native",
             // Native records spread over the shards by primary key. DMS records keep DMS's CDC
             // default, schema-table keys, which keep a table's control records (its column
             // types) on the shard of its data records.
@@ -182,9 +185,11 @@ listen = ""
     let replayed = latest_rows(conn, &sink_config, &lake, db, "all_types").await;
     let compared = assert_table_matches(conn, db, "all_types", &replayed).await;
     println!(
-        "{}: {format} records, run -> Kinesis (3 shards) -> sink: {expected} changes once each in \
+        "{}: {format} records{}, run -> Kinesis (3 shards) -> sink: {expected} changes once each in \
          {}; the latest view equals SELECT * of all_types ({compared} values)",
-        server.name, lake.url
+        server.name,
+        if format == "native" { " in KPL aggregates" } else { "" },
+        lake.url
     );
     assert_users_masked(server, conn, &sink_config, &lake, db).await;
 }

@@ -408,6 +408,10 @@ fn value(column: &Column, json: &Json) -> Result<Value, String> {
         K::Binary | K::VarBinary | K::Blob | K::Vector => Value::Bytes(hex(text()?)?),
         K::Geometry => Value::Geometry(hex(text()?)?),
         K::Uuid | K::Inet4 | K::Inet6 => Value::Bytes(special_binary(column.kind, text()?)?),
+        // The index, where the writer had no element names (files without metadata).
+        K::Enum if json.is_number() => {
+            Value::Enum(digits()?.parse().map_err(|_| bad("an ENUM index"))?)
+        }
         K::Enum => {
             let name = text()?;
             let index = match name {

@@ -15,8 +15,10 @@
 //! column, never a guess.
 //!
 //! What native JSON cannot carry back: the bytes of a text column that were not valid in its
-//! character set (written as base64, read back as that text), a column's nullability and
-//! collation (not written), and `source.next_pos` (not written; set to `source.pos`).
+//! character set (written as base64, read back as that text), a JSON column holding the JSON
+//! value `null` (written as `null`: SQL NULL), the spelling of exponents in JSON documents
+//! (re-serialized: `1e300` becomes `1e+300`), a column's nullability and collation (not
+//! written), and `source.next_pos` (not written; set to `source.pos`).
 //!
 //! [`NativeWriter::with_column_types`]: crate::native::NativeWriter::with_column_types
 
