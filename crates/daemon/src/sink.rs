@@ -37,7 +37,8 @@
 //!
 //! SIGTERM or Ctrl-C: the readers stop, everything read is flushed and checkpointed, the leases
 //! are released (written without an owner), exit 0. `--until-caught-up` stops the same way once
-//! every owned shard is at the tip of the stream and no shard is left to take.
+//! every owned shard is at the tip of the stream and no unfinished shard is left that this
+//! replica does not read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -65,7 +66,9 @@ use crate::sink_types::TableTypes;
 
 #[derive(Args)]
 pub struct SinkArgs {
-    /// Stop once every owned shard is read up to the tip of the stream (backfills, tests).
+    /// Stop once every shard of the stream is finished or read by this replica up to its tip
+    /// (backfills, tests); shards another replica holds are waited for (a dead one's until its
+    /// lease expires).
     #[arg(long)]
     until_caught_up: bool,
 }
@@ -527,8 +530,9 @@ impl Coordinator<'_> {
         Ok(out)
     }
 
-    /// Lists the shards and takes the free ones this replica may read; whether any shard is
-    /// left that nobody has finished or owns.
+    /// Lists the shards and takes the free ones this replica may read; whether any unfinished
+    /// shard is left that this replica does not read (free, waiting for its parents, or held by
+    /// another replica, which may be dead until its lease expires).
     async fn take_shards(&mut self) -> Result<bool> {
         let shards = self
             .consumer
@@ -540,6 +544,8 @@ impl Coordinator<'_> {
         let mut live_owners: HashSet<String> = HashSet::from([self.owner.clone()]);
         let mut free = Vec::new();
         let mut unfinished: usize = 0;
+        // Shards another replica holds (alive, or dead until its lease expires).
+        let mut held_elsewhere = false;
         for shard in &shards {
             if self.readers.contains_key(&shard.id)
                 || self.leases.lock().await.owned.contains_key(&shard.id)
@@ -578,6 +584,7 @@ impl Coordinator<'_> {
                 }
                 Held::Other(lease, _) => {
                     unfinished += 1;
+                    held_elsewhere = true;
                     live_owners.insert(lease.owner);
                 }
             }
@@ -601,7 +608,7 @@ impl Coordinator<'_> {
             self.release_some(owned - share).await;
             owned = share;
         }
-        let mut left = false;
+        let mut left = held_elsewhere;
         for (shard, store, document) in free {
             if !parents_done(&shard) || owned >= share {
                 left = true;
