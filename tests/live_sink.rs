@@ -628,11 +628,15 @@ async fn replicas_split_the_shards(server: &Server, conn: &mut Conn, db: &str) {
     let logs: Vec<PathBuf> = (1..=2)
         .map(|i| std::env::temp_dir().join(format!("cdcd-sink-{name}-{i}.log")))
         .collect();
+    // Metrics on ports 10430 and 10431 (`http_get` adds 10000 to the id it is given).
+    let metrics_ids = [430, 431];
     let mut replicas: Vec<std::process::Child> = logs
         .iter()
-        .map(|log| {
+        .zip(metrics_ids)
+        .map(|(log, id)| {
             cdcd_command(&sink_config, &["sink"])
                 .env("CDCD_LOG", "cdcd=info")
+                .env("CDCD_METRICS__LISTEN", metrics_listen(id))
                 .stderr(std::fs::File::create(log).unwrap())
                 .spawn()
                 .unwrap()
@@ -655,6 +659,22 @@ async fn replicas_split_the_shards(server: &Server, conn: &mut Conn, db: &str) {
             break;
         }
     }
+    for id in metrics_ids {
+        let (status, text) = http_get(id, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        promtool_check_metrics(&text);
+        for name in [
+            "cdcd_sink_records_total{shard=\"shardId-",
+            "cdcd_sink_millis_behind_latest{shard=\"shardId-",
+            "cdcd_lake_objects_written_total",
+        ] {
+            assert!(text.contains(name), "{name} in:\n{text}");
+        }
+    }
+    println!(
+        "{}: both replicas serve /metrics (records and lag per shard, objects); promtool accepts them",
+        server.name
+    );
     for replica in &mut replicas {
         libc_kill::send(replica.id(), libc_kill::TERM);
         assert!(

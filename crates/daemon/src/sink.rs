@@ -134,16 +134,20 @@ struct Lease {
     written_at: Instant,
 }
 
-impl Leases {
-    fn document(&self, shard: &str, mark: &ShardMark) -> Json {
-        json!({
-            "version": 1,
-            "stream": self.stream,
-            "shard": shard,
-            "sequence": mark.sequence,
-            "finished": mark.finished,
-        })
-    }
+/// A shard's checkpoint document (the lease fields are added by [`CheckpointStore::write`]).
+fn shard_document(stream: &str, shard: &str, mark: &ShardMark) -> Json {
+    json!({
+        "version": 1,
+        "stream": stream,
+        "shard": shard,
+        "sequence": mark.sequence,
+        "finished": mark.finished,
+    })
+}
+
+/// Whether sequence number `a` is after `b`: they are decimal numbers of up to 128 bits.
+fn is_after(a: &str, b: &str) -> bool {
+    (a.len(), a) > (b.len(), b)
 }
 
 /// The uploader's side of the leases: per-shard checkpoints.
@@ -168,7 +172,17 @@ impl Checkpoints for SinkCheckpoints {
         let leases = &mut *leases;
         let mut done = Vec::new();
         for (shard, lease) in leases.owned.iter_mut() {
-            let mark = self.progress.0.get(shard).unwrap_or(&lease.written).clone();
+            // The progress of a shard read before (and handed back) can be older than its
+            // document: only a mark past what was written moves it.
+            let mark = match self.progress.0.get(shard) {
+                Some(read) if read.finished && !lease.written.finished => read.clone(),
+                Some(read) => match (&read.sequence, &lease.written.sequence) {
+                    (Some(a), Some(b)) if is_after(a, b) => read.clone(),
+                    (Some(_), None) => read.clone(),
+                    _ => lease.written.clone(),
+                },
+                None => lease.written.clone(),
+            };
             let due = lease.written_at.elapsed() >= leases.renew_every;
             let handing_back = leases.releasing.contains_key(shard);
             if mark == lease.written && !due && !release && !handing_back {
@@ -176,18 +190,17 @@ impl Checkpoints for SinkCheckpoints {
             }
             // A finished shard is released at once: nobody needs to hold it any more; a shard
             // handed back once everything read of it is checkpointed.
-            let handed_back = leases
-                .releasing
-                .get(shard)
-                .is_some_and(|target| *target == mark.sequence);
+            let handed_back = match leases.releasing.get(shard) {
+                None => false,
+                // Nothing read since the shard was taken.
+                Some(None) => true,
+                Some(Some(target)) => mark
+                    .sequence
+                    .as_deref()
+                    .is_some_and(|m| m == target || is_after(m, target)),
+            };
             let let_go = release || mark.finished || handed_back;
-            let document = json!({
-                "version": 1,
-                "stream": leases.stream,
-                "shard": &**shard,
-                "sequence": mark.sequence,
-                "finished": mark.finished,
-            });
+            let document = shard_document(&leases.stream, shard, &mark);
             lease.store.write(document, let_go).await.with_context(|| {
                 format!("shard {shard}: the lease was lost to another cdcd sink; stopping")
             })?;
@@ -712,7 +725,7 @@ impl Coordinator<'_> {
             sequence: sequence.clone(),
             finished: false,
         };
-        let body = self.leases.lock().await.document(&shard.id, &mark);
+        let body = shard_document(&self.config.sink.stream, &shard.id, &mark);
         if store.write(body, false).await.is_err() {
             tracing::info!(shard = %shard.id, "another replica took the shard first");
             return Ok(false);
@@ -739,6 +752,8 @@ impl Coordinator<'_> {
             None => self.start.clone(),
         };
         tracing::info!(shard = %shard.id, start = ?start, "took the shard");
+        // What an earlier reader of this shard read is not this one's to hand back.
+        self.last_sequence.remove(&shard.id);
         self.leases.lock().await.owned.insert(
             shard.id.clone(),
             Lease {
