@@ -841,3 +841,42 @@ impl Coordinator<'_> {
 fn seconds_since_epoch() -> u64 {
     UNIX_EPOCH.elapsed().unwrap_or_default().as_secs()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_positions_parse_or_name_the_key() {
+        assert_eq!(parse_start("trim-horizon").unwrap(), StartAt::TrimHorizon);
+        assert_eq!(parse_start("latest").unwrap(), StartAt::Latest);
+        assert_eq!(
+            parse_start("at-timestamp:2026-11-25T08:00:00Z").unwrap(),
+            StartAt::AtTimestamp(UNIX_EPOCH + Duration::from_secs(1_795_593_600))
+        );
+        let err = parse_start("at-timestamp:yesterday")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink.start"), "{err}");
+    }
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert!(is_after("100", "99"));
+        assert!(!is_after("99", "100"));
+        assert!(!is_after("5", "5"));
+    }
+
+    #[test]
+    fn unknown_sink_keys_and_short_leases_are_refused() {
+        let dir = std::env::temp_dir().join(format!("cdcd-sink-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sink.toml");
+        std::fs::write(&path, "[sink]\nstreams = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("streams"), "{err}");
+        std::fs::write(&path, "[sink]\nlease_seconds = 5\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("sink.lease_seconds"), "{err}");
+    }
+}
