@@ -88,6 +88,10 @@ async fn workload(server: &Server, conn: &mut Conn, db: &str) {
     )
     .await
     .unwrap();
+    // Over the stream's 1 MiB record limit: `cdcd run` puts an overflow pointer in its place.
+    conn.query_drop("INSERT INTO all_types (id, c_longtext) VALUES (30, REPEAT('big ', 524288))")
+        .await
+        .unwrap();
 }
 
 /// Replica server ids (and metrics ports) of this file: 7400-7449.
@@ -135,6 +139,8 @@ stream = "{stream}"
 endpoint = "{endpoint}"
 # Native records go as KPL aggregates, which the sink deaggregates (DMS records never are).
 aggregate = {aggregate}
+# The 2 MiB row goes to the overflow store, a pointer on the stream.
+oversize = "s3"
 [metrics]
 listen = ""
 "#,
@@ -153,7 +159,6 @@ listen = ""
         ),
     );
     run_until_end(&run_config);
-    let _ = std::fs::remove_dir_all(&run_lake);
 
     let lake = Lake {
         url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
@@ -169,6 +174,8 @@ listen = ""
         String::from_utf8_lossy(&out.stderr)
     );
     kinesis_stream(&["delete", &stream]);
+    // Only now: the sink read the oversized row from the run's overflow store in it.
+    let _ = std::fs::remove_dir_all(&run_lake);
 
     let changes = server.tail(start, &format!("{db}.*"), &[]);
     let expected = changes.iter().filter(|e| e["op"] != "ddl").count();
@@ -185,7 +192,7 @@ listen = ""
     let replayed = latest_rows(conn, &sink_config, &lake, db, "all_types").await;
     let compared = assert_table_matches(conn, db, "all_types", &replayed).await;
     println!(
-        "{}: {format} records{}, run -> Kinesis (3 shards) -> sink: {expected} changes once each in \
+        "{}: {format} records{} (a 2 MiB row through the overflow store), run -> Kinesis (3 shards) -> sink: {expected} changes once each in \
          {}; the latest view equals SELECT * of all_types ({compared} values)",
         server.name,
         if format == "native" { " in KPL aggregates" } else { "" },
