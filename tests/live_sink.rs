@@ -706,7 +706,8 @@ async fn replicas_split_the_shards(server: &Server, conn: &mut Conn, db: &str) {
                         // Every shard still held is released at the stop.
                         return Some((time, "*".to_string(), false));
                     }
-                    let taken = line.contains("took the shard");
+                    // Not "another replica took the shard first".
+                    let taken = line.contains("cdcd::sink: took the shard");
                     let back = line.contains("shard handed back");
                     if !taken && !back {
                         return None;
