@@ -520,7 +520,15 @@ async fn resharding_and_kill_lose_and_duplicate_nothing(
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     libc_kill::send(sink.id(), libc_kill::KILL);
     let _ = sink.wait();
-    println!("{}: cdcd sink killed with SIGKILL mid-stream", server.name);
+    let at_kill = query(
+        &lake,
+        &format!("SELECT count(*) AS n FROM \"cdcd\".\"{db}_churn\""),
+    );
+    println!(
+        "{}: cdcd sink killed with SIGKILL while cdcd run put the second half; the lake then \
+         held {} changes (the first half is 1500)",
+        server.name, at_kill[0]["n"]
+    );
     assert!(run.wait().unwrap().success(), "cdcd run --until-end");
     let out = cdcd_command(&sink_config, &["sink", "--until-caught-up"])
         .output()
