@@ -42,6 +42,10 @@ async fn scenarios(server: &Server) {
     for format in ["native", "dms"] {
         sink_reproduces_tables(server, &mut conn, &db, &start, format).await;
     }
+    if !server.mariadb {
+        // Once: DMS records without control records, typed from the source database.
+        sink_reproduces_tables(server, &mut conn, &db, &start, "dms-without-control").await;
+    }
     if server.mariadb {
         // Once each, on one server: the stream, not the source, is what is under test.
         resharding_and_kill_lose_and_duplicate_nothing(server, &mut conn, &db).await;
@@ -101,7 +105,8 @@ fn sink_id(server: &Server, scenario: u32) -> u32 {
 
 /// `cdcd run` (unmasked, `kinesis_format`) into a stream of 3 shards, then `cdcd sink`
 /// (masking) into SeaweedFS: the lake equals the source tables, masked. DMS records are typed by
-/// the control records `cdcd run` writes for CREATE and ALTER TABLE.
+/// the control records `cdcd run` writes for CREATE and ALTER TABLE; `dms-without-control`
+/// turns those off, and the sink reads the types from the source (`sink.source_types`).
 async fn sink_reproduces_tables(
     server: &Server,
     conn: &mut Conn,
@@ -116,7 +121,15 @@ async fn sink_reproduces_tables(
     );
     let stream = format!("cdcd-sink-{name}");
     kinesis_stream(&["create", &stream, "3"]);
-    let run_id = sink_id(server, if format == "native" { 1 } else { 2 });
+    let run_id = sink_id(
+        server,
+        match format {
+            "native" => 1,
+            "dms" => 2,
+            _ => 5,
+        },
+    );
+    let control = format != "dms-without-control";
     let run_lake = std::env::temp_dir().join(format!("cdcd-sink-run-{name}"));
     let _ = std::fs::remove_dir_all(&run_lake);
     let run_config = write_config(
@@ -129,9 +142,10 @@ tables = "{db}.*"
 server_id = {run_id}
 [run]
 start = "{start}"
-kinesis_format = "{format}"
+kinesis_format = "{kinesis_format}"
 [dms]
 partition_key_type = "{key_type}"
+include_control_details = {control}
 [lake]
 url = "{lake}"
 [kinesis]
@@ -147,13 +161,14 @@ listen = ""
             url = server.repl_url,
             lake = run_lake.display(),
             aggregate = format == "native",
+            kinesis_format = if format == "native" { "native" } else { "dms" },
             // Native records spread over the shards by primary key. DMS records keep DMS's CDC
             // default, schema-table keys, which keep a table's control records (its column
             // types) on the shard of its data records.
-            key_type = if format == "native" {
-                "primary-key"
-            } else {
+            key_type = if format == "dms" {
                 "schema-table"
+            } else {
+                "primary-key"
             },
             endpoint = env("CDCD_TEST_KINESIS_ENDPOINT"),
         ),
@@ -166,6 +181,7 @@ listen = ""
     };
     let sink_config = sink_config(server, db, &lake, &stream, "");
     let out = cdcd_command(&sink_config, &["sink", "--until-caught-up"])
+        .env("CDCD_SINK__SOURCE_TYPES", (!control).to_string())
         .output()
         .unwrap();
     assert!(
