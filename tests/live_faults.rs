@@ -32,7 +32,7 @@ use mysql_async::Conn;
 use serde_json::Value as Json;
 
 use support::faults::{KinesisFaults, PrivateMariaDb, PrivateS3, Rng, TcpProxy};
-use support::lake::{event_id_counts, latest_rows, LakeRef};
+use support::lake::{cdcd_command, event_id_counts, latest_rows, Lake};
 use support::Server;
 
 /// One `cdcd run` configuration of a scenario.
@@ -111,14 +111,8 @@ partition_key_type = "primary-key"
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cdcd"));
-        command
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("CDCD_SOURCE_PASSWORD")
-            .stdin(Stdio::null());
+        let mut command = cdcd_command(&self.config, args);
+        command.stdin(Stdio::null());
         command
     }
 
@@ -172,11 +166,8 @@ partition_key_type = "primary-key"
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 
-    fn lake(&self) -> LakeRef<'_> {
-        LakeRef {
-            url: &self.lake,
-            s3_endpoint: self.s3_endpoint.as_deref(),
-        }
+    fn lake(&self) -> Lake {
+        Lake::at(&self.lake, self.s3_endpoint.as_deref())
     }
 
     /// The `/metrics` text of the running `cdcd run`.
@@ -278,7 +269,7 @@ fn expected_ids(
 /// `tail_id`) reads from `source` after `start`: (missing, duplicated, extra) per table, and the
 /// number of changes.
 fn compare_ids(
-    lake: &LakeRef,
+    lake: &Lake,
     range: (&str, &str, &str),
     tables: &[&str],
     tail_id: u32,
@@ -301,7 +292,7 @@ fn compare_ids(
 }
 
 /// Whether the lake holds exactly the changes `cdcd tail` reads (each once).
-fn exactly_once(lake: &LakeRef, range: (&str, &str, &str), tables: &[&str], tail_id: u32) -> bool {
+fn exactly_once(lake: &Lake, range: (&str, &str, &str), tables: &[&str], tail_id: u32) -> bool {
     compare_ids(lake, range, tables, tail_id)
         .0
         .values()
@@ -407,7 +398,7 @@ async fn kill_nine_twenty_times_loses_and_duplicates_nothing() {
     let lake = pipeline.lake();
     let mut compared = 0;
     for table in ["churn", "all_types"] {
-        let replayed = latest_rows(&mut conn, pipeline.command(&[]), &lake, db, table).await;
+        let replayed = latest_rows(&mut conn, &pipeline.config, &lake, db, table).await;
         compared += support::assert_table_matches(&mut conn, db, table, &replayed).await;
     }
 

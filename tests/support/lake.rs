@@ -1,63 +1,199 @@
-//! Reading a `cdcd run` lake back the way Athena would (DuckDB through `lake_query.py`): the
-//! event ids it holds, and the rows of the `_latest` view that `cdcd athena-ddl` prints, in
-//! cdcd's native JSON encoding so that [`super::assert_table_matches`] compares them with the
-//! source table.
+//! Helpers of the lake tests (`cdcd run`, `cdcd sink`): where a test's lake lives, the configs
+//! and commands, DuckDB queries over the lake, the `_latest` view `cdcd athena-ddl` prints, and the
+//! oracle comparison of its rows with the source tables.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
+use base64::Engine as _;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde_json::Value as Json;
 
-use super::Rows;
+use super::{Rows, Server};
 
-/// A lake and the S3 endpoint it lives on (`None`: the shared one, or a directory).
-pub struct LakeRef<'a> {
-    pub url: &'a str,
-    pub s3_endpoint: Option<&'a str>,
+pub const MASKING_KEY: &str = "test-masking-key";
+
+/// Where a test's lake lives.
+pub struct Lake {
+    pub url: String,
+    pub name: String,
+    /// The S3 endpoint of a private SeaweedFS (`None`: the shared one, or a directory).
+    pub s3_endpoint: Option<String>,
+}
+
+impl Lake {
+    pub fn s3(server: &Server) -> Lake {
+        let bucket = env("CDCD_TEST_S3_BUCKET");
+        let name = format!("{}-{}", server.name.to_lowercase(), std::process::id());
+        Lake {
+            url: format!("s3://{bucket}/{name}"),
+            name,
+            s3_endpoint: None,
+        }
+    }
+
+    /// The lake at `url`, on the S3 endpoint given (a private SeaweedFS) or the shared one.
+    pub fn at(url: &str, s3_endpoint: Option<&str>) -> Lake {
+        let name: String = url
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        Lake {
+            url: url.to_string(),
+            name,
+            s3_endpoint: s3_endpoint.map(str::to_string),
+        }
+    }
+
+    pub fn directory(server: &Server) -> Lake {
+        let name = format!("{}-{}", server.name.to_lowercase(), std::process::id());
+        let dir = std::env::temp_dir().join(format!("cdcd-lake-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        Lake {
+            url: dir.display().to_string(),
+            name,
+            s3_endpoint: None,
+        }
+    }
+
+    /// A sub-lake for one scenario.
+    pub fn child(&self, scenario: &str) -> Lake {
+        Lake {
+            url: format!("{}/{scenario}", self.url),
+            name: format!("{}-{scenario}", self.name),
+            s3_endpoint: self.s3_endpoint.clone(),
+        }
+    }
+
+    /// The checkpoint as the JSON cdcd wrote (with the default location inside the lake).
+    pub fn checkpoint(&self, server_id: u32) -> Json {
+        let sql = format!(
+            "SELECT content FROM read_text('{}/_cdcd/checkpoint-{server_id}.json')",
+            self.url
+        );
+        let rows = query(self, &sql);
+        serde_json::from_str(rows[0]["content"].as_str().unwrap()).unwrap()
+    }
+}
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run scripts/services.sh start and source /tmp/cdcd-services.env")
+    })
+}
+
+/// Writes a config for `cdcd run` over the tables of `db`, into `lake`.
+pub fn config(
+    server: &Server,
+    db: &str,
+    lake: &Lake,
+    start: &str,
+    server_id: u32,
+    extra: &str,
+) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("cdcd-run-{}.toml", lake.name));
+    let text = format!(
+        r#"
+[source]
+url = "{url}"
+tables = "{db}.*"
+server_id = {server_id}
+heartbeat_seconds = 1
+
+[run]
+start = "{start}"
+
+[metrics]
+listen = "{metrics}"
+
+[lake]
+url = "{lake}"
+flush_seconds = 0.5
+max_rows = 1000
+
+[lake.s3]
+endpoint = "{endpoint}"
+force_path_style = true
+retry_seconds = 30
+# S3's smallest part: objects above it (the 12 MiB row below) go up as multipart uploads.
+multipart_bytes = 5242880
+
+{masking}
+{extra}
+"#,
+        url = server.repl_url,
+        lake = lake.url,
+        endpoint = std::env::var("CDCD_TEST_S3_ENDPOINT").unwrap_or_default(),
+        metrics = metrics_listen(server_id),
+        masking = masking_rules(db),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Each test's `cdcd run` serves its metrics on a port of its own.
+pub fn metrics_listen(server_id: u32) -> String {
+    format!("127.0.0.1:{}", 10_000 + server_id)
+}
+
+/// GET `path` from a `cdcd run`'s metrics endpoint: status line and body.
+pub fn http_get(server_id: u32, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics_listen(server_id)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: cdcd\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+pub fn cdcd_command(config: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cdcd"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("CDCD_TEST_MASKING_KEY", MASKING_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("CDCD_SOURCE_PASSWORD");
+    command
+}
+
+/// `cdcd run --until-end`: catches up and exits; its stderr on failure.
+pub fn run_until_end(config: &Path) {
+    let out = cdcd_command(config, &["run", "--until-end"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cdcd run --until-end failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs SQL over the lake in DuckDB; the last statement's rows.
-pub fn query(lake: &LakeRef, sql: &str) -> Vec<Json> {
+pub fn query(lake: &Lake, sql: &str) -> Vec<Json> {
     try_query(lake, sql).unwrap_or_else(|e| panic!("lake_query.py {} {sql}: {e}", lake.url))
 }
 
 /// Runs SQL over the lake in DuckDB: the last statement's rows, or DuckDB's error.
-pub fn try_query(lake: &LakeRef, sql: &str) -> Result<Vec<Json>, String> {
-    let file = std::env::temp_dir().join(format!(
-        "cdcd-faults-query-{}-{:x}.sql",
-        std::process::id(),
-        fxhash(lake.url)
-    ));
+pub fn try_query(lake: &Lake, sql: &str) -> Result<Vec<Json>, String> {
+    let file = std::env::temp_dir().join(format!("cdcd-query-{}.sql", lake.name));
     std::fs::write(&file, sql).unwrap();
-    let script = super::faults::repo_root().join("tests/support/lake_query.py");
-    let mut command = Command::new(std::env::var("CDCD_TEST_DUCKDB_PYTHON").unwrap());
-    command.arg(script).arg(lake.url).arg(&file);
-    if let Some(endpoint) = lake.s3_endpoint {
+    let mut command = support_python_command("lake_query.py");
+    command.arg(&lake.url).arg(&file);
+    if let Some(endpoint) = &lake.s3_endpoint {
         command.env("CDCD_TEST_S3_ENDPOINT", endpoint);
     }
-    let out = command.output().unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect())
-}
-
-fn fxhash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    json_lines(command)
 }
 
 /// How often each `_cdc_event_id` occurs in the lake's objects of each of `db`'s `tables`
 /// (a table without objects has none). One scan of every object under `<lake>/<db>/`.
 pub fn event_id_counts(
-    lake: &LakeRef,
+    lake: &Lake,
     db: &str,
     tables: &[&str],
 ) -> BTreeMap<String, BTreeMap<String, usize>> {
@@ -88,24 +224,43 @@ pub fn event_id_counts(
     counts
 }
 
-fn athena_name(name: &str) -> String {
-    name.to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+/// Runs a helper of `tests/support` with the stand-ins' Python (boto3, DuckDB); its JSON lines.
+pub fn support_python(script: &str, args: &[&str]) -> Vec<Json> {
+    let mut command = support_python_command(script);
+    command.args(args);
+    json_lines(command).unwrap_or_else(|e| panic!("{script} {args:?}: {e}"))
 }
 
-/// The `CREATE OR REPLACE VIEW … _latest` statement `cdcd athena-ddl --config config` prints for
-/// `db.table`.
-pub fn latest_view(cdcd: Command, lake: &LakeRef, db: &str, table: &str) -> String {
-    let mut cdcd = cdcd;
+fn support_python_command(script: &str) -> Command {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/support")
+        .join(script);
+    let mut command = Command::new(env("CDCD_TEST_DUCKDB_PYTHON"));
+    command.arg(path);
+    command
+}
+
+/// The command's stdout as JSON lines, or its stderr when it fails.
+fn json_lines(mut command: Command) -> Result<Vec<Json>, String> {
+    let out = command.output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect())
+}
+
+/// The `CREATE OR REPLACE VIEW … _latest` statement `cdcd athena-ddl` prints for `table`.
+pub fn latest_view(config: &Path, lake: &Lake, db: &str, table: &str) -> String {
     let location = if lake.url.starts_with("s3://") {
-        lake.url.to_string()
+        lake.url.clone()
     } else {
-        format!("s3://copy-of/{}", fxhash(lake.url))
+        format!("s3://copy-of/{}", lake.name)
     };
-    let out = cdcd
-        .args(["athena-ddl", "--location", &location])
+    let out = cdcd_command(config, &["athena-ddl", "--location", &location])
         .output()
         .unwrap();
     assert!(
@@ -114,6 +269,7 @@ pub fn latest_view(cdcd: Command, lake: &LakeRef, db: &str, table: &str) -> Stri
         String::from_utf8_lossy(&out.stderr)
     );
     let ddl = String::from_utf8(out.stdout).unwrap();
+    check_athena_grammar(&ddl, &location);
     let start = format!("CREATE OR REPLACE VIEW \"cdcd\".\"{db}_{table}_latest\"");
     let from = ddl
         .find(&start)
@@ -122,16 +278,82 @@ pub fn latest_view(cdcd: Command, lake: &LakeRef, db: &str, table: &str) -> Stri
     ddl[from..=end].to_string()
 }
 
-/// The current rows of `db.table` as the lake's `_latest` view gives them, in cdcd's native
-/// encoding, keyed by primary key (the columns are today's, from `information_schema`).
+/// What Athena's documentation requires of the DDL that DuckDB cannot run: `CREATE EXTERNAL
+/// TABLE` with only Athena's Hive types, string partition columns, Parquet storage, and partition
+/// projection over every partition column with a storage template under the table's location.
+pub fn check_athena_grammar(ddl: &str, location: &str) {
+    const TYPES: &[&str] = &[
+        "int",
+        "bigint",
+        "float",
+        "double",
+        "string",
+        "binary",
+        "date",
+        "timestamp",
+    ];
+    let mut tables = 0;
+    for statement in ddl.split(';').map(str::trim) {
+        let body: String = statement
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let body = body.trim();
+        if !body.starts_with("CREATE EXTERNAL TABLE IF NOT EXISTS `cdcd`.`") {
+            continue;
+        }
+        tables += 1;
+        let name = body.split('`').nth(3).unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "Athena table names are lower case: {name}"
+        );
+        let columns = &body[body.find("(\n").unwrap() + 2..body.find("\n)\n").unwrap()];
+        for column in columns.split(",\n") {
+            let (name, kind) = column.trim().rsplit_once(' ').unwrap();
+            assert!(name.starts_with('`') && name.ends_with('`'), "{column}");
+            let decimal = kind
+                .strip_prefix("decimal(")
+                .and_then(|k| k.strip_suffix(')'));
+            let ok = TYPES.contains(&kind)
+                || decimal.is_some_and(|ps| {
+                    let (p, s) = ps.split_once(',').unwrap();
+                    let (p, s): (u32, u32) = (p.parse().unwrap(), s.parse().unwrap());
+                    (1..=38).contains(&p) && s <= p
+                });
+            assert!(ok, "`{kind}` is not an Athena type ({column})");
+        }
+        assert!(body.contains(
+            "PARTITIONED BY (`year` string, `month` string, `day` string, `hour` string)"
+        ));
+        assert!(body.contains("STORED AS PARQUET"));
+        assert!(body.contains(&format!("LOCATION '{location}/")));
+        assert!(body.contains("'projection.enabled'='true'"));
+        for part in ["year", "month", "day", "hour"] {
+            for property in ["type'='integer'", "range'=", "digits'="] {
+                assert!(
+                    body.contains(&format!("'projection.{part}.{property}")),
+                    "projection.{part}.{property} in {name}"
+                );
+            }
+        }
+        assert!(body.contains("year=${year}/month=${month}/day=${day}/hour=${hour}/'"));
+    }
+    assert!(tables > 0, "no CREATE EXTERNAL TABLE in:\n{ddl}");
+}
+
+/// The current rows of `table` as the lake's latest view gives them, in cdcd's native encoding
+/// (so the oracle comparison of the binlog tests applies), keyed by primary key.
 pub async fn latest_rows(
     conn: &mut Conn,
-    cdcd: Command,
-    lake: &LakeRef<'_>,
+    config: &Path,
+    lake: &Lake,
     db: &str,
     table: &str,
 ) -> Rows {
-    let view = latest_view(cdcd, lake, db, table);
+    let view = latest_view(config, lake, db, table);
     let rows = query(
         lake,
         &format!("{view}\nSELECT * FROM \"cdcd\".\"{db}_{table}_latest\";"),
@@ -164,7 +386,7 @@ pub async fn latest_rows(
 }
 
 /// A DuckDB value (as `lake_query.py` prints it) in cdcd's native JSON encoding.
-fn to_native(data_type: &str, precision: u64, value: &Json) -> Json {
+pub fn to_native(data_type: &str, precision: u64, value: &Json) -> Json {
     if value.is_null() {
         return Json::Null;
     }
@@ -178,7 +400,16 @@ fn to_native(data_type: &str, precision: u64, value: &Json) -> Json {
             serde_json::from_str(&text()).unwrap()
         }
         "bit" => {
-            let bits: u64 = text().parse().unwrap();
+            let bits: u64 = match value {
+                // BIT(64) from DMS records, whose type for it is BYTES(8): the bits, big-endian.
+                Json::Object(binary) => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(binary["base64"].as_str().unwrap())
+                        .unwrap();
+                    bytes.iter().fold(0, |acc, b| acc << 8 | u64::from(*b))
+                }
+                _ => text().parse().unwrap(),
+            };
             Json::String(format!("{bits:b}"))
         }
         "datetime" | "timestamp" => {
@@ -206,4 +437,220 @@ fn to_native(data_type: &str, precision: u64, value: &Json) -> Json {
             _ => Json::String(text()),
         },
     }
+}
+
+/// A start position that knows the GTID state, so that checkpoints carry GTIDs.
+pub async fn gtid_start(server: &Server, conn: &mut Conn) -> String {
+    format!("gtid:{}", server_gtids(server, conn).await)
+}
+
+/// The server's GTID state: what a checkpoint at the end of the binlog must hold.
+pub async fn server_gtids(server: &Server, conn: &mut Conn) -> String {
+    let query = if server.mariadb {
+        "SELECT @@gtid_binlog_pos"
+    } else {
+        "SELECT REPLACE(@@gtid_executed, '\\n', '')"
+    };
+    conn.query_first(query).await.unwrap().unwrap()
+}
+
+/// `cdcd run --until-end`, then the checkpoint it left: it must hold every transaction the server
+/// had committed when the run started, and nothing the server does not have. Other tests write to
+/// the same server meanwhile, so equality with the server's state would be a race.
+pub async fn run_until_end_caught_up(
+    server: &Server,
+    conn: &mut Conn,
+    config: &Path,
+    lake: &Lake,
+    server_id: u32,
+) -> Json {
+    let before = server_gtids(server, conn).await;
+    run_until_end(config);
+    let after = server_gtids(server, conn).await;
+    let checkpoint = lake.checkpoint(server_id);
+    let stored = checkpoint["gtids"].as_str().unwrap_or_default().to_string();
+    assert!(
+        gtids_within(server, conn, &before, &stored).await
+            && gtids_within(server, conn, &stored, &after).await,
+        "checkpoint GTIDs {stored}: not between the server's state before the run ({before}) \
+         and after it ({after})"
+    );
+    checkpoint
+}
+
+/// Whether GTID state `a` is contained in `b`: MySQL's `GTID_SUBSET`; for MariaDB's GTID lists
+/// (one position per domain), every domain of `a` is in `b` at the same or a later seq_no.
+async fn gtids_within(server: &Server, conn: &mut Conn, a: &str, b: &str) -> bool {
+    if !server.mariadb {
+        let subset: i64 = conn
+            .exec_first("SELECT GTID_SUBSET(?, ?)", (a, b))
+            .await
+            .unwrap()
+            .unwrap();
+        return subset == 1;
+    }
+    let seq_nos = |list: &str| -> BTreeMap<u64, u64> {
+        list.split(',')
+            .filter(|g| !g.is_empty())
+            .map(|g| {
+                let parts: Vec<u64> = g.trim().split('-').map(|n| n.parse().unwrap()).collect();
+                (parts[0], parts[2])
+            })
+            .collect()
+    };
+    let b = seq_nos(b);
+    seq_nos(a)
+        .iter()
+        .all(|(domain, seq_no)| b.get(domain).is_some_and(|&later| later >= *seq_no))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn promtool_check_metrics(text: &str) {
+    let promtool = Path::new(&env("CDCD_TEST_TOOLS_BIN")).join("promtool");
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", promtool.display()));
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn kinesis_stream(args: &[&str]) -> Vec<Json> {
+    support_python("kinesis_stream.py", args)
+}
+
+/// Signals for the restart test, without a libc dependency: `kill` from procps.
+pub mod libc_kill {
+    pub const KILL: &str = "KILL";
+    pub const TERM: &str = "TERM";
+
+    pub fn send(pid: u32, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+}
+
+/// The masking rules of the lake tests: every action on `db.users`, and the PII detectors on
+/// its free-text column.
+pub fn masking_rules(db: &str) -> String {
+    format!(
+        r#"
+[masking]
+hmac_key_env = "CDCD_TEST_MASKING_KEY"
+
+[[masking.rules]]
+columns = "{db}.users.email"
+action = "hmac"
+
+[[masking.rules]]
+columns = "{db}.users.phone"
+action = "partial"
+keep_right = 4
+
+[[masking.rules]]
+columns = "{db}.users.ssn"
+action = "redact"
+
+[[masking.rules]]
+columns = "{db}.users.card"
+action = "sha256"
+
+[[masking.rules]]
+columns = "{db}.users.address"
+action = "drop"
+
+[[masking.detect]]
+columns = "{db}.users.note"
+kinds = ["email", "phone", "credit-card", "ssn", "ip"]
+"#
+    )
+}
+
+/// The users table's latest rows in the lake hold what the masking rules make of the source's
+/// values (recomputed here), the unmasked columns exactly, and no PII in the change history.
+pub async fn assert_users_masked(
+    server: &Server,
+    conn: &mut Conn,
+    config: &Path,
+    lake: &Lake,
+    db: &str,
+) {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    // Masked columns hold what the rules make of the source values; the rest is exact.
+    let source: Vec<(i32, String, String, String, String, String, String)> = conn
+        .query("SELECT id, name, email, phone, ssn, card, note FROM users ORDER BY id")
+        .await
+        .unwrap();
+    let view = latest_view(config, lake, db, "users");
+    let masked = query(
+        lake,
+        &format!("{view}\nSELECT * FROM \"cdcd\".\"{db}_users_latest\" ORDER BY id;"),
+    );
+    assert_eq!(masked.len(), source.len(), "users rows");
+    for ((id, name, email, phone, _ssn, card, note), lake_row) in source.iter().zip(&masked) {
+        let mut mac = Hmac::<Sha256>::new_from_slice(MASKING_KEY.as_bytes()).unwrap();
+        mac.update(email.as_bytes());
+        let hmac_hex = hex(&mac.finalize().into_bytes());
+        let partial = format!(
+            "{}{}",
+            "*".repeat(phone.chars().count() - 4),
+            &phone[phone.len() - 4..]
+        );
+        assert_eq!(lake_row["id"], *id);
+        assert_eq!(
+            lake_row["name"],
+            name.as_str(),
+            "unmasked columns are exact"
+        );
+        assert_eq!(lake_row["email"], hmac_hex.as_str(), "hmac of the email");
+        assert_eq!(lake_row["phone"], partial.as_str(), "phone keeps 4 digits");
+        assert_eq!(lake_row["ssn"], "*****", "ssn redacted");
+        assert_eq!(
+            lake_row["card"],
+            hex(&Sha256::digest(card.as_bytes())).as_str()
+        );
+        assert!(lake_row.get("address").is_none(), "address is dropped");
+        let note_out = lake_row["note"].as_str().unwrap();
+        for secret in [
+            "ada@example.com",
+            "415 555 0100",
+            "4012888888881881",
+            "10.1.2.3",
+            "078-05-1120",
+        ] {
+            assert!(!note_out.contains(secret), "{secret} left in {note_out}");
+        }
+        if note == "nothing personal" {
+            assert_eq!(note_out, note);
+        }
+    }
+    // Deleted and superseded rows keep their masking in the change history too.
+    let history = query(
+        lake,
+        &format!("SELECT email, ssn FROM \"cdcd\".\"{db}_users\""),
+    );
+    assert!(history
+        .iter()
+        .all(|r| r["ssn"] == "*****" && !r["email"].as_str().unwrap().contains('@')));
+    println!(
+        "{}: masked columns hold hmac/partial/redact/sha256 of the source, address dropped, PII in notes found",
+        server.name
+    );
 }

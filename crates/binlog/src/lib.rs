@@ -31,5 +31,6 @@ pub use file::FileReader;
 pub use filter::TableFilter;
 pub use gtid::{GtidSet, MariaGtidList};
 pub use replica::{
-    redact_url, Replica, ReplicaCounters, ReplicaOptions, ServerInfo, StartFrom, TlsMode,
+    redact_url, Replica, ReplicaCounters, ReplicaOptions, SchemaReader, ServerInfo, StartFrom,
+    TlsMode,
 };

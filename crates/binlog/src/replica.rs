@@ -201,6 +201,32 @@ struct Replay {
     last_id: Option<String>,
 }
 
+/// Table definitions from `information_schema`, without a replication stream: `cdcd sink` reads
+/// the column types of DMS records that carry none from the source database.
+pub struct SchemaReader {
+    opts: Opts,
+    conn: Conn,
+}
+
+impl SchemaReader {
+    pub async fn connect(options: &ReplicaOptions) -> Result<Self> {
+        let opts = connection_opts(options)?;
+        let conn = connect(&opts).await?;
+        Ok(SchemaReader { opts, conn })
+    }
+
+    /// The table's definition now; `None` when it does not exist.
+    pub async fn table(&mut self, schema: &str, table: &str) -> Result<Option<TableSchema>> {
+        match load_table(&mut self.conn, schema, table).await {
+            Err(e) if is_connection_loss(&e) => {
+                self.conn = connect(&self.opts).await?;
+                load_table(&mut self.conn, schema, table).await
+            }
+            result => result,
+        }
+    }
+}
+
 impl Replica {
     /// Connects, checks the server's settings, resolves the start position and opens the stream.
     pub async fn connect(options: ReplicaOptions) -> Result<Self> {

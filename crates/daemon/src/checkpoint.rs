@@ -61,6 +61,15 @@ impl Checkpoint {
             )
         };
         let value: Value = serde_json::from_str(text).map_err(|_| bad("not JSON"))?;
+        Ok((Self::from_json(&value, location)?, Lease::of(&value)))
+    }
+
+    fn from_json(value: &Value, location: &str) -> Result<Checkpoint> {
+        let bad = |what: &str| {
+            anyhow::anyhow!(
+                "checkpoint {location} is not a cdcd checkpoint ({what}); remove it to start over"
+            )
+        };
         let flavor = match value["flavor"].as_str() {
             Some("mysql") => Flavor::MySql,
             Some("mariadb") => Flavor::MariaDb,
@@ -78,13 +87,6 @@ impl Checkpoint {
                 Gtids::MariaDb(list.parse().map_err(|_| bad("gtids"))?)
             }
         };
-        let lease = match (value["owner"].as_str(), value["written_at"].as_u64()) {
-            (Some(owner), Some(at)) => Some(Lease {
-                owner: owner.to_string(),
-                written_at: at,
-            }),
-            _ => None,
-        };
         let pending = value["pending_objects"]
             .as_array()
             .map(|keys| {
@@ -99,7 +101,7 @@ impl Checkpoint {
             position: Position { file, pos, gtids },
             pending,
         };
-        Ok((checkpoint, lease))
+        Ok(checkpoint)
     }
 
     fn to_json(&self, owner: Option<&str>) -> String {
@@ -107,26 +109,58 @@ impl Checkpoint {
             Gtids::None => Value::Null,
             gtids => Value::String(gtids.to_string()),
         };
-        let mut text = json!({
-            "version": 1,
-            "flavor": self.flavor.as_str(),
-            "server_uuid": self.server_uuid,
-            "file": self.position.file,
-            "pos": self.position.pos,
-            "gtids": gtids,
-            "pending_objects": self.pending,
-            "owner": owner,
-            "written_at": now(),
-        })
-        .to_string();
-        text.push('\n');
-        text
+        with_lease(
+            json!({
+                "version": 1,
+                "flavor": self.flavor.as_str(),
+                "server_uuid": self.server_uuid,
+                "file": self.position.file,
+                "pos": self.position.pos,
+                "gtids": gtids,
+                "pending_objects": self.pending,
+            }),
+            owner,
+        )
     }
 }
 
-struct Lease {
-    owner: String,
-    written_at: u64,
+/// The document's text with the lease fields `owner` and `written_at` added.
+fn with_lease(mut document: Value, owner: Option<&str>) -> String {
+    document["owner"] = json!(owner);
+    document["written_at"] = json!(now());
+    let mut text = document.to_string();
+    text.push('\n');
+    text
+}
+
+/// Who holds a checkpoint (or a `cdcd sink` shard lease), and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    /// Seconds since the epoch.
+    pub written_at: u64,
+}
+
+impl Lease {
+    fn of(document: &Value) -> Option<Lease> {
+        match (document["owner"].as_str(), document["written_at"].as_u64()) {
+            (Some(owner), Some(at)) => Some(Lease {
+                owner: owner.to_string(),
+                written_at: at,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What [`CheckpointStore::read`] found.
+pub enum Held {
+    /// No document yet.
+    Nothing,
+    /// The document, free to take: released, expired, or held by this process.
+    Free(Value),
+    /// Held by another live process: its lease and age in seconds.
+    Other(Lease, u64),
 }
 
 fn now() -> u64 {
@@ -158,8 +192,24 @@ enum Place {
 impl CheckpointStore {
     /// Opens the checkpoint at `url` (`s3://bucket/key`, `file:///path` or a path).
     pub async fn open(url: &str, s3: &S3Config, lease_seconds: u64) -> Result<CheckpointStore> {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let owner = format!("{}:{}:{}", host.trim(), std::process::id(), now());
+        match Self::open_as(url, s3, lease_seconds, &process_owner()).await? {
+            Ok(store) => Ok(store),
+            Err(lock_path) => bail!(
+                "checkpoint {url} is locked by another cdcd process ({lock_path} is held): one \
+                 process per source and checkpoint; stop the other one first"
+            ),
+        }
+    }
+
+    /// Opens the document at `url` for `owner`; `Ok(Err(lock file))` when it is a local file
+    /// that another process has locked.
+    pub async fn open_as(
+        url: &str,
+        s3: &S3Config,
+        lease_seconds: u64,
+        owner: &str,
+    ) -> Result<std::result::Result<CheckpointStore, String>> {
+        let owner = owner.to_string();
         let place = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             if key.is_empty() || key.ends_with('/') {
@@ -184,20 +234,15 @@ impl CheckpointStore {
                 .open(&lock_path)
                 .with_context(|| format!("checkpoint.url: cannot open {}", lock_path.display()))?;
             if lock.try_lock().is_err() {
-                bail!(
-                    "checkpoint {} is locked by another cdcd process ({} is held): one process per \
-                     source and checkpoint; stop the other one first",
-                    path.display(),
-                    lock_path.display()
-                );
+                return Ok(Err(lock_path.display().to_string()));
             }
             Place::File { path, _lock: lock }
         };
-        Ok(CheckpointStore {
+        Ok(Ok(CheckpointStore {
             place,
             owner,
             lease_seconds,
-        })
+        }))
     }
 
     pub fn location(&self) -> String {
@@ -211,11 +256,27 @@ impl CheckpointStore {
     /// process holds.
     pub async fn load(&mut self) -> Result<Option<Checkpoint>> {
         let location = self.location();
+        match self.read().await? {
+            Held::Nothing => Ok(None),
+            Held::Free(document) => Ok(Some(Checkpoint::from_json(&document, &location)?)),
+            Held::Other(lease, age) => bail!(
+                "checkpoint {location} is held by another cdcd ({}), which wrote it {age} s ago: \
+                 only one process may follow a source into one checkpoint. Stop the other \
+                 one; if it is gone, start again after checkpoint.lease_seconds ({} s)",
+                lease.owner,
+                self.lease_seconds
+            ),
+        }
+    }
+
+    /// Reads the document and says whether this process may take it.
+    pub async fn read(&mut self) -> Result<Held> {
+        let location = self.location();
         let text = match &mut self.place {
             Place::File { path, .. } => match std::fs::read_to_string(&*path) {
                 Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e).with_context(|| format!("reading checkpoint {location}")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Held::Nothing),
+                Err(e) => return Err(e).with_context(|| format!("reading {location}")),
             },
             Place::Object {
                 store,
@@ -224,37 +285,47 @@ impl CheckpointStore {
             } => match store
                 .get(key)
                 .await
-                .with_context(|| format!("reading checkpoint {location}"))?
+                .with_context(|| format!("reading {location}"))?
             {
                 Some((body, read)) => {
                     *version = Some(read);
                     String::from_utf8(body).unwrap_or_default()
                 }
-                None => return Ok(None),
+                None => return Ok(Held::Nothing),
             },
         };
-        let (checkpoint, lease) = Checkpoint::parse(&text, &location)?;
+        let document: Value = serde_json::from_str(&text).map_err(|_| {
+            anyhow::anyhow!(
+                "{location} is not a cdcd checkpoint (not JSON); remove it to start over"
+            )
+        })?;
         // A local file's lock already proves that its holder is gone; an object needs the lease.
-        let lease = lease.filter(|_| matches!(self.place, Place::Object { .. }));
-        if let Some(lease) = lease {
-            let age = now().saturating_sub(lease.written_at);
-            if lease.owner != self.owner && age < self.lease_seconds {
-                bail!(
-                    "checkpoint {location} is held by another cdcd ({}), which wrote it {age} s ago: \
-                     only one process may follow a source into one checkpoint. Stop the other \
-                     one; if it is gone, start again after checkpoint.lease_seconds ({} s)",
-                    lease.owner,
-                    self.lease_seconds
-                );
+        if matches!(self.place, Place::Object { .. }) {
+            if let Some(lease) = Lease::of(&document) {
+                let age = now().saturating_sub(lease.written_at);
+                if lease.owner != self.owner && age < self.lease_seconds {
+                    return Ok(Held::Other(lease, age));
+                }
             }
         }
-        Ok(Some(checkpoint))
+        Ok(Held::Free(document))
     }
 
     /// Writes `checkpoint` as held by this process (`release`: as held by nobody).
     pub async fn save(&mut self, checkpoint: &Checkpoint, release: bool) -> Result<()> {
-        let location = self.location();
         let text = checkpoint.to_json((!release).then_some(self.owner.as_str()));
+        self.write_text(text).await
+    }
+
+    /// Writes `document` (plus the lease fields) as held by this process (`release`: by nobody).
+    /// Fails if another process wrote it since this one read it.
+    pub async fn write(&mut self, document: Value, release: bool) -> Result<()> {
+        let text = with_lease(document, (!release).then_some(self.owner.as_str()));
+        self.write_text(text).await
+    }
+
+    async fn write_text(&mut self, text: String) -> Result<()> {
+        let location = self.location();
         match &mut self.place {
             Place::File { path, .. } => cdcd_sink::store::write_atomically(path, text.as_bytes())
                 .with_context(|| format!("writing checkpoint {location}")),
@@ -287,6 +358,12 @@ impl CheckpointStore {
             },
         }
     }
+}
+
+/// This process, as a lease owner: host, pid and start time.
+pub fn process_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}:{}", host.trim(), std::process::id(), now())
 }
 
 #[cfg(test)]

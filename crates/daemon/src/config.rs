@@ -30,6 +30,7 @@ pub struct Config {
     /// `cdcd run`'s Kinesis output; off while `kinesis.stream` is empty.
     #[serde(default)]
     pub kinesis: KinesisConfig,
+    pub sink: SinkConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -57,6 +58,28 @@ pub struct RunConfig {
     /// The records put on Kinesis (when `kinesis.stream` is set): `dms` (as AWS DMS writes them,
     /// shaped by `[dms]`) or `native`.
     pub kinesis_format: String,
+}
+
+/// `[sink]`: `cdcd sink` (Kinesis → masking → lake).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// The stream to read (name or ARN).
+    pub stream: String,
+    /// trim-horizon | latest | at-timestamp:<RFC 3339>, for shards without a checkpoint.
+    pub start: String,
+    /// Directory (s3://, file:// or a path) of the per-shard checkpoints and leases; empty:
+    /// `_cdcd/sink-<stream>/` in the lake.
+    pub checkpoint_url: String,
+    /// A lease not renewed for this long is taken over by another replica.
+    pub lease_seconds: u64,
+    /// How often to list the shards again.
+    pub list_shards_seconds: u64,
+    /// How often to poll an idle shard.
+    pub poll_ms: u64,
+    /// Read the column types of DMS records without a control record from `[source]`'s
+    /// `information_schema`.
+    pub source_types: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +172,13 @@ impl Config {
                 self.run.kinesis_format
             );
         }
+        if self.kinesis.aggregate && self.run.kinesis_format == "dms" {
+            bail!(
+                "config: kinesis.aggregate = true with run.kinesis_format = \"dms\": DMS consumers \
+                 cannot read KPL aggregated records; set run.kinesis_format = \"native\" (for \
+                 consumers that deaggregate, such as cdcd sink or the KCL) or kinesis.aggregate = false"
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!(
                 "config: log.format = `{}`: use text or json",
@@ -165,6 +195,18 @@ impl Config {
                 checkpoint.interval_seconds,
                 checkpoint.lease_seconds
             );
+        }
+        let sink = &self.sink;
+        if sink.lease_seconds < 2 * checkpoint.interval_seconds {
+            bail!(
+                "config: sink.lease_seconds = {} must be at least twice checkpoint.interval_seconds \
+                 ({}): leases are renewed at every checkpoint",
+                sink.lease_seconds,
+                checkpoint.interval_seconds
+            );
+        }
+        if sink.list_shards_seconds == 0 || sink.poll_ms == 0 {
+            bail!("config: sink.list_shards_seconds and sink.poll_ms must be at least 1");
         }
         if matches!(
             self.dms.before_image_field.as_str(),
@@ -306,5 +348,26 @@ mod tests {
         source.password_file = Some(dir.join("missing"));
         let err = source.password().unwrap_err().to_string();
         assert!(err.contains("source.password_file"), "{err}");
+    }
+
+    #[test]
+    fn aggregation_is_refused_in_dms_format() {
+        let dir = std::env::temp_dir().join(format!("cdcd-kpl-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("aggregate.toml");
+        let write = |format: &str| {
+            let text = format!(
+                "[run]\nkinesis_format = \"{format}\"\n[kinesis]\nstream = \"s\"\naggregate = true\n"
+            );
+            std::fs::write(&path, text).unwrap();
+        };
+        write("dms");
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("kinesis.aggregate") && err.contains("DMS consumers"),
+            "{err}"
+        );
+        write("native");
+        assert!(Config::load(Some(&path)).unwrap().kinesis.aggregate);
     }
 }

@@ -5,9 +5,13 @@ mod athena;
 mod check;
 mod checkpoint;
 mod config;
+mod kinesis_output;
 mod metrics;
 mod notify;
+mod pipeline;
 mod run;
+mod sink;
+mod sink_types;
 mod tail;
 
 use std::path::PathBuf;
@@ -66,6 +70,8 @@ enum Command {
     /// Follow the source into the lake (masked, Hive-partitioned Parquet in S3 or a directory),
     /// resuming from the checkpoint.
     Run(run::RunArgs),
+    /// Read a Kinesis stream (written by `cdcd run` or AWS DMS) into the lake, masked.
+    Sink(sink::SinkArgs),
     /// Print the Athena DDL for the lake's tables.
     AthenaDdl(athena::AthenaArgs),
     /// Print every row change as one JSON object per line.
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(cli.config.as_deref(), args).await,
+            Command::Sink(args) => sink::run(cli.config.as_deref(), args).await,
             Command::AthenaDdl(args) => athena::run(cli.config.as_deref(), args).await,
             Command::Tail(args) => tail::run(cli.config.as_deref(), args).await,
             Command::Check(args) => check::run(cli.config.as_deref(), args).await,

@@ -1,4 +1,4 @@
-//! `/metrics` (Prometheus text format), `/healthz` and `/readyz` for `cdcd run`.
+//! `/metrics` (Prometheus text format), `/healthz` and `/readyz` for `cdcd run` and `cdcd sink`.
 //!
 //! Labels name tables and operations, never row values. Ages (checkpoint, lag) are computed when
 //! scraped, so they keep growing when the pipeline stalls instead of freezing at the last update.
@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,6 +22,10 @@ pub struct Metrics {
     pub objects: IntCounter,
     pub bytes: IntCounter,
     pub flush_seconds: Histogram,
+    /// `cdcd sink`: Kinesis records read, by shard.
+    pub sink_records: IntCounterVec,
+    /// `cdcd sink`: how far each owned shard's reader is behind the tip (`MillisBehindLatest`).
+    pub sink_behind_ms: IntGaugeVec,
     lag: Gauge,
     checkpoint_age: Gauge,
     /// Commit time (µs since the epoch) of the last transaction read; 0 when caught up.
@@ -83,8 +87,24 @@ impl Metrics {
             "cdcd_checkpoint_age_seconds",
             "Seconds since the checkpoint was last written: advanced, or confirmed while the source is idle",
         )?;
+        let sink_records = IntCounterVec::new(
+            Opts::new(
+                "cdcd_sink_records_total",
+                "Kinesis records read by cdcd sink, by shard (a replay after a crash counts again)",
+            ),
+            &["shard"],
+        )?;
+        let sink_behind_ms = IntGaugeVec::new(
+            Opts::new(
+                "cdcd_sink_millis_behind_latest",
+                "How far cdcd sink's reader of a shard is behind the tip of the stream (Kinesis MillisBehindLatest)",
+            ),
+            &["shard"],
+        )?;
         for collector in [
             Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sink_records.clone()),
+            Box::new(sink_behind_ms.clone()),
             Box::new(transactions.clone()),
             Box::new(objects.clone()),
             Box::new(bytes.clone()),
@@ -101,6 +121,8 @@ impl Metrics {
             objects,
             bytes,
             flush_seconds,
+            sink_records,
+            sink_behind_ms,
             lag,
             checkpoint_age,
             last_commit_us: AtomicI64::new(0),
@@ -262,6 +284,28 @@ fn render_kinesis(m: &cdcd_kinesis::ProducerMetrics, out: &mut Vec<u8>) {
         "PutRecords requests in flight",
         &[("", P::get(&m.in_flight_requests))],
     );
+    metric(
+        "cdcd_kinesis_aggregates_put_total",
+        "counter",
+        "Kinesis records put that were KPL aggregates (their user records count in records_put)",
+        &[("", P::get(&m.aggregates_put))],
+    );
+    let latency = m.ack_latency.snapshot();
+    let name = "cdcd_kinesis_ack_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Source commit to Kinesis acknowledgement, per record\n# TYPE {name} histogram"
+    );
+    for (bound, count) in &latency.buckets {
+        let le = if bound.is_infinite() {
+            "+Inf".to_string()
+        } else {
+            bound.to_string()
+        };
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", latency.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", latency.count);
 }
 
 /// Reconnects, failovers, and errors by kind: `source` (the replication connection was lost or

@@ -1,42 +1,28 @@
 //! `cdcd run`: follow the source into the lake, resuming from the checkpoint.
 //!
-//! Three stages joined by bounded queues, so that a slow store slows the reader down instead of
-//! filling memory:
-//!
-//! ```text
-//! reader (async)  --records-->  lake thread  --flushes-->  uploader (async)
-//! decodes, masks                buffers, cuts objects,     encodes (blocking pool), puts
-//!                               puts on Kinesis            objects, then the checkpoint
-//! ```
-//!
-//! Decoding and masking, buffering, and encoding run on different threads, so a catch-up uses
-//! both cores.
-//!
-//! Acknowledgement is end to end: a flush carries the transaction boundary its objects complete,
-//! and the uploader writes that boundary as the checkpoint only after every object of the flush
-//! (and of all flushes before it) is durable. A crash anywhere loses no change: the next run
-//! resumes at the checkpoint and rewrites the same objects (see `cdcd_sink::lake`).
+//! The binlog reader feeds the lake pipeline ([`crate::pipeline`]): decoding and masking,
+//! buffering, and encoding run on different threads, so a catch-up uses both cores. A flush's
+//! boundary is a transaction's binlog position, checkpointed once its objects are durable.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
 use cdcd_binlog::{Position, Record, Replica, StartFrom, TableFilter};
 use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
-use cdcd_event::{ChangeEvent, DdlEvent, Op};
-use cdcd_kinesis::{Acks, Producer};
-use cdcd_sink::{Lake, Masker, Object, Pending, Store};
+use cdcd_kinesis::{OversizeMode, Producer};
+use cdcd_sink::{Lake, Masker, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{Config, SourceArgs};
+use crate::kinesis_output::{KinesisFormat, KinesisOutput, Overflow};
 use crate::metrics::Metrics;
 use crate::notify;
+use crate::pipeline::{self, Checkpoints, Input, Item, Progress};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -46,96 +32,6 @@ pub struct RunArgs {
     #[arg(long)]
     until_end: bool,
 }
-
-/// Objects to write, and what they complete.
-struct Flush {
-    /// Rows to encode (on the uploader's side, so that encoding and reading use both cores).
-    objects: Pending,
-    /// The transaction boundary to checkpoint once the objects are durable; `None` for the
-    /// parts of a transaction too large to buffer, which complete no boundary and are recorded
-    /// in the checkpoint as pending before they are written.
-    checkpoint: Option<Position>,
-    /// The last Kinesis record of the changes before `checkpoint`: the checkpoint also waits
-    /// for Kinesis to acknowledge it.
-    kinesis_token: Option<u64>,
-}
-
-/// `cdcd run`'s Kinesis output: every masked change (and, in DMS format, a control record per
-/// DDL) as one record, tokens numbering them in order for the acknowledgement watermark.
-struct KinesisOutput {
-    producer: Producer,
-    acks: Acks,
-    format: KinesisFormat,
-    /// DMS records, and the partition keys of both formats (`[dms] partition_key_type`).
-    dms: DmsWriter,
-    next_token: u64,
-    buf: String,
-}
-
-enum KinesisFormat {
-    Dms,
-    Native(NativeWriter),
-}
-
-impl KinesisOutput {
-    fn put_change(&mut self, event: &ChangeEvent) -> Result<()> {
-        self.buf.clear();
-        match &mut self.format {
-            KinesisFormat::Dms => self.dms.write_change(&mut self.buf, event),
-            KinesisFormat::Native(native) => native.write_change(&mut self.buf, event),
-        }
-        let key = self.dms.partition_key(event);
-        // The event id only names a record the producer refuses (too large); it is not worth an
-        // allocation for every other record.
-        let oversized = self.buf.len() + key.len() > self.producer.record_limit();
-        self.send(key, oversized.then(|| event.event_id()))
-    }
-
-    fn put_ddl(&mut self, ddl: &DdlEvent) -> Result<()> {
-        self.buf.clear();
-        match &mut self.format {
-            KinesisFormat::Dms => {
-                self.dms.write_ddl(&mut self.buf, ddl);
-            }
-            KinesisFormat::Native(native) => native.write_ddl(&mut self.buf, ddl),
-        }
-        if self.buf.is_empty() {
-            // DMS mode without control records (dms.include_control_details = false).
-            return Ok(());
-        }
-        let key = match &ddl.table {
-            Some((schema, table)) => format!("{schema}.{table}"),
-            None => ddl.schema.to_string(),
-        };
-        self.send(key, None)
-    }
-
-    /// Puts the rendered record, waiting while the producer's buffer is full.
-    fn send(&mut self, key: String, event_id: Option<String>) -> Result<()> {
-        // One record per change, without the line break that separates them in `cdcd tail`.
-        let data = self.buf.trim_end_matches('\n');
-        let mut record = cdcd_kinesis::Record::new(
-            key,
-            bytes::Bytes::copy_from_slice(data.as_bytes()),
-            self.next_token,
-        );
-        if let Some(id) = event_id {
-            record = record.with_event_id(id);
-        }
-        self.next_token += 1;
-        tokio::runtime::Handle::current()
-            .block_on(self.producer.send(record))
-            .map_err(Into::into)
-    }
-
-    /// The token of the last record put, if any.
-    fn last_token(&self) -> Option<u64> {
-        self.next_token.checked_sub(1)
-    }
-}
-
-/// Concurrent PUTs per flush.
-const PARALLEL_PUTS: usize = 8;
 
 pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     let config = Config::load(config_path)?;
@@ -218,7 +114,8 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         let (producer, acks) = Producer::start(config.kinesis.clone()).await?;
         metrics.watch_kinesis(producer.metrics());
         let format = match config.run.kinesis_format.as_str() {
-            "native" => KinesisFormat::Native(NativeWriter::new()),
+            // With column types, so that `cdcd sink` can rebuild every value exactly.
+            "native" => KinesisFormat::Native(NativeWriter::with_column_types()),
             _ => KinesisFormat::Dms,
         };
         Some(KinesisOutput {
@@ -226,6 +123,10 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
             acks,
             format,
             dms: DmsWriter::new(config.dms.options()?),
+            overflow: match config.kinesis.oversize {
+                OversizeMode::S3 => Some(Overflow::open(&config).await?),
+                OversizeMode::Fail => None,
+            },
             next_token: 0,
             buf: String::new(),
         })
@@ -245,7 +146,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     let watchdog = notify::spawn_watchdog(metrics.clone());
 
     let (records_tx, records_rx) = mpsc::channel::<Vec<Record>>(4);
-    let (flush_tx, flush_rx) = mpsc::channel::<Flush>(2);
+    let (flush_tx, flush_rx) = mpsc::channel(2);
     let runtime = tokio::runtime::Handle::current();
     let lake_metrics = metrics.clone();
     let start_position = start.position.clone();
@@ -253,7 +154,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         .name("lake".into())
         .spawn(move || {
             let _runtime = runtime.enter();
-            cut_objects(
+            pipeline::cut_objects(
                 records_rx,
                 flush_tx,
                 lake,
@@ -263,11 +164,14 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
             )
         })
         .context("starting the lake thread")?;
-    let uploader = tokio::spawn(upload(
+    let checkpoints = RunCheckpoints {
+        store: checkpoints,
+        checkpoint: start,
+    };
+    let uploader = tokio::spawn(pipeline::upload(
         flush_rx,
         store,
         (checkpoints, acks),
-        start,
         metrics.clone(),
     ));
 
@@ -355,295 +259,57 @@ async fn read(
     }
 }
 
-/// The lake thread: buffers rows, decides when objects are cut and flushed, and feeds Kinesis.
-fn cut_objects(
-    mut records: mpsc::Receiver<Vec<Record>>,
-    flushes: mpsc::Sender<Flush>,
-    mut lake: Lake,
-    (checkpoint_interval, start): (Duration, Position),
-    metrics: &Metrics,
-    mut kinesis: Option<KinesisOutput>,
-) -> Result<()> {
-    let runtime = tokio::runtime::Handle::current();
-    // False once the uploader has stopped (its error is the one reported).
-    let send = |flush: Flush| flushes.blocking_send(flush).is_ok();
-    // The last transaction boundary read (at first, where reading began), and when a checkpoint
-    // was last sent on.
-    let mut boundary = Boundary {
-        last_commit: start.clone(),
-        kinesis_token: None,
-        checkpointed: Instant::now(),
-        checkpointed_at: start,
-    };
-    // Whether the open transaction has already been written in parts.
-    let mut in_parts = false;
-    let mut row_counters = RowCounters::new();
-    loop {
-        metrics.alive();
-        // Wake for the next flush or checkpoint, and at least 4 times a second to show the watchdog
-        // that this thread is not stuck (a blocked uploader blocks it in `send`).
-        let deadline = lake
-            .next_deadline()
-            .unwrap_or(boundary.checkpointed + checkpoint_interval)
-            .min(Instant::now() + Duration::from_millis(250));
-        let received = runtime
-            .block_on(async { tokio::time::timeout_at(deadline.into(), records.recv()).await });
-        let batch = match received {
-            Ok(Some(batch)) => batch,
-            Ok(None) => break,
-            Err(_timeout) => Vec::new(),
-        };
-        for record in batch {
-            match record {
-                Record::Change(event) => {
-                    count_row(metrics, &mut row_counters, &event);
-                    if let Some(kinesis) = &mut kinesis {
-                        kinesis.put_change(&event)?;
-                    }
-                    lake.push(event);
-                    if lake.transaction_overflows() {
-                        if !in_parts {
-                            // The parts are recorded in a checkpoint that sits right before
-                            // the transaction, so that a restart knows them all.
-                            in_parts = true;
-                            if !send(boundary.flush(&mut lake)) {
-                                return Ok(());
-                            }
-                        }
-                        let part = Flush {
-                            objects: lake.take_transaction_part(),
-                            checkpoint: None,
-                            kinesis_token: None,
-                        };
-                        if !send(part) {
-                            return Ok(());
-                        }
-                    }
-                }
-                Record::Commit(position) => {
-                    boundary.kinesis_token = kinesis.as_ref().and_then(KinesisOutput::last_token);
-                    metrics.transactions.inc();
-                    lake.commit();
-                    in_parts = false;
-                    boundary.last_commit = position;
-                }
-                Record::Heartbeat => metrics.caught_up(),
-                Record::Ddl(ddl) => {
-                    if let Some(kinesis) = &mut kinesis {
-                        kinesis.put_ddl(&ddl)?;
-                    }
-                }
-            }
-        }
-        // Flush when rows are due; otherwise keep the checkpoint (and the lease) fresh, which
-        // also moves it over transactions that the filter left out.
-        let idle_due =
-            lake.committed_rows() == 0 && boundary.checkpointed.elapsed() >= checkpoint_interval;
-        if (lake.flush_due() || idle_due) && !send(boundary.flush(&mut lake)) {
-            return Ok(());
-        }
-    }
-    // The reader stopped: write what is complete. The open transaction is read again next time.
-    if lake.committed_rows() > 0 || boundary.checkpointed_at != boundary.last_commit {
-        send(boundary.flush(&mut lake));
-    }
-    if let Some(kinesis) = kinesis {
-        // Everything put is acknowledged (or the error says why) before the final checkpoint.
-        runtime.block_on(kinesis.producer.shutdown())?;
-    }
-    Ok(())
-}
+impl Input for Record {
+    type Progress = Position;
 
-/// Where the lake thread stands: the last transaction boundary read, and the last it flushed.
-struct Boundary {
-    last_commit: Position,
-    /// The last Kinesis record before `last_commit`.
-    kinesis_token: Option<u64>,
-    checkpointed: Instant,
-    checkpointed_at: Position,
-}
-
-impl Boundary {
-    /// A flush of every committed row, which checkpoints the last boundary.
-    fn flush(&mut self, lake: &mut Lake) -> Flush {
-        self.checkpointed = Instant::now();
-        self.checkpointed_at = self.last_commit.clone();
-        Flush {
-            objects: lake.take_committed(),
-            checkpoint: Some(self.last_commit.clone()),
-            kinesis_token: self.kinesis_token,
+    fn into_item(self) -> Item<Position> {
+        match self {
+            Record::Change(event) => Item::Change(event, None),
+            Record::Commit(position) => Item::Commit(position),
+            Record::Heartbeat => Item::Heartbeat,
+            Record::Ddl(ddl) => Item::Ddl(ddl),
         }
     }
 }
 
-/// `cdcd_rows_total` handles by table and op, so that counting a row costs a lookup, not a
-/// label formatting.
-type RowCounters = std::collections::HashMap<(Arc<str>, Arc<str>, Op), prometheus::IntCounter>;
+impl Progress for Position {
+    type Step = Position;
+    const SPLITS_TRANSACTIONS: bool = true;
 
-fn count_row(metrics: &Metrics, counters: &mut RowCounters, event: &ChangeEvent) {
-    metrics.read_commit(event.source.transaction.commit_ts_us);
-    let key = (
-        event.table.schema.clone(),
-        event.table.table.clone(),
-        event.op,
-    );
-    counters
-        .entry(key)
-        .or_insert_with(|| {
-            let table = format!("{}.{}", event.table.schema, event.table.table);
-            metrics.rows.with_label_values(&[&table, event.op.as_str()])
-        })
-        .inc();
+    fn advance(&mut self, step: Position) {
+        *self = step;
+    }
 }
 
-/// Writes each flush's objects, then its checkpoint; releases the checkpoint at the end.
-async fn upload(
-    mut flushes: mpsc::Receiver<Flush>,
-    store: Store,
-    (checkpoints, acks): (CheckpointStore, Option<Acks>),
+/// The binlog checkpoint, in one file or object.
+struct RunCheckpoints {
+    store: CheckpointStore,
     checkpoint: Checkpoint,
-    metrics: Arc<Metrics>,
-) -> Result<()> {
-    let mut committer = Committer {
-        checkpoints,
-        checkpoint,
-        acks,
-        saved: Instant::now(),
-        metrics,
-    };
-    // Flushes being encoded (on the blocking pool) and written, up to WRITE_AHEAD at once, so
-    // that encoding and the store's latency overlap; they complete in order.
-    let mut in_flight = futures_util::stream::FuturesOrdered::new();
-    loop {
-        while in_flight.len() < WRITE_AHEAD {
-            let next = if in_flight.is_empty() {
-                flushes.recv().await
-            } else {
-                flushes.try_recv().ok()
-            };
-            let Some(flush) = next else { break };
-            let started = Instant::now();
-            if flush.checkpoint.is_none() {
-                // Parts of a large transaction: recorded in the checkpoint before they are
-                // written, so a crash cannot leave them unknown; nothing else is in flight then.
-                while let Some(written) = in_flight.next().await {
-                    committer.complete(written?, false).await?;
-                }
-                let objects = encode(flush.objects).await?;
-                committer
-                    .checkpoint
-                    .pending
-                    .extend(objects.iter().map(|o| o.key.clone()));
-                committer.save().await?;
-                let written = write_objects(&store, objects).await?;
-                committer
-                    .complete((None, None, started, written), false)
-                    .await?;
-                continue;
-            }
-            let store = &store;
-            in_flight.push_back(async move {
-                let objects = encode(flush.objects).await?;
-                let written = write_objects(store, objects).await?;
-                Ok::<_, anyhow::Error>((flush.checkpoint, flush.kinesis_token, started, written))
-            });
+}
+
+impl Checkpoints for RunCheckpoints {
+    type Progress = Position;
+
+    fn advance(&mut self, position: Position) {
+        self.checkpoint.position = position;
+        self.checkpoint.pending.clear();
+    }
+
+    fn add_pending(&mut self, keys: Vec<String>) {
+        self.checkpoint.pending.extend(keys);
+    }
+
+    async fn save(&mut self, release: bool) -> Result<()> {
+        self.store.save(&self.checkpoint, release).await?;
+        if release {
+            let position = &self.checkpoint.position;
+            tracing::info!(
+                file = %position.file,
+                pos = position.pos,
+                gtids = %position.gtids,
+                "stopped; checkpoint released"
+            );
         }
-        let Some(written) = in_flight.next().await else {
-            break;
-        };
-        let more = !in_flight.is_empty();
-        committer.complete(written?, more).await?;
-    }
-    committer.release().await
-}
-
-/// Flushes encoded and written at the same time.
-const WRITE_AHEAD: usize = 2;
-
-/// A flush whose objects are durable: the boundary it completes, its Kinesis token, when it
-/// started, and the sizes and row count of its objects.
-type Written = (Option<Position>, Option<u64>, Instant, (Vec<u64>, usize));
-
-async fn encode(pending: Pending) -> Result<Vec<Object>> {
-    if pending.rows() == 0 {
-        return Ok(Vec::new());
-    }
-    Ok(tokio::task::spawn_blocking(move || pending.encode())
-        .await
-        .context("the encoder panicked")??)
-}
-
-/// Writes the objects (several at once); their sizes and row count.
-async fn write_objects(store: &Store, objects: Vec<Object>) -> Result<(Vec<u64>, usize)> {
-    let sizes: Vec<u64> = objects.iter().map(|o| o.body.len() as u64).collect();
-    let rows: usize = objects.iter().map(|o| o.rows).sum();
-    futures_util::stream::iter(objects)
-        .map(|object| async move {
-            store
-                .put(&object.key, object.body)
-                .await
-                .with_context(|| format!("writing {} rows to the lake", object.rows))
-        })
-        .buffer_unordered(PARALLEL_PUTS)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok((sizes, rows))
-}
-
-/// Moves the checkpoint over flushes whose objects are durable, in order.
-struct Committer {
-    checkpoints: CheckpointStore,
-    checkpoint: Checkpoint,
-    acks: Option<Acks>,
-    saved: Instant,
-    metrics: Arc<Metrics>,
-}
-
-impl Committer {
-    /// Accounts for a written flush and checkpoints its boundary. While catching up (`more`
-    /// flushes in flight) the checkpoint is written at most once a second: it only lags, and
-    /// the store is spared a conditional PUT per flush.
-    async fn complete(&mut self, written: Written, more: bool) -> Result<()> {
-        let (position, kinesis_token, started, (sizes, rows)) = written;
-        self.metrics.objects.inc_by(sizes.len() as u64);
-        self.metrics.bytes.inc_by(sizes.iter().sum());
-        if !sizes.is_empty() {
-            tracing::debug!(objects = sizes.len(), rows, "objects written");
-        }
-        if let Some(position) = position {
-            if let (Some(acks), Some(token)) = (&mut self.acks, kinesis_token) {
-                acks.wait_for(token).await?;
-            }
-            self.checkpoint.position = position;
-            self.checkpoint.pending.clear();
-            if !more || self.saved.elapsed() >= Duration::from_secs(1) {
-                self.save().await?;
-            }
-        }
-        self.metrics
-            .flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    async fn save(&mut self) -> Result<()> {
-        self.checkpoints.save(&self.checkpoint, false).await?;
-        self.saved = Instant::now();
-        // Advanced, or confirmed while idle: durable up to the source's present.
-        self.metrics.checkpointed();
-        Ok(())
-    }
-
-    /// The final checkpoint, held by nobody.
-    async fn release(mut self) -> Result<()> {
-        self.checkpoints.save(&self.checkpoint, true).await?;
-        let position = &self.checkpoint.position;
-        tracing::info!(
-            file = %position.file,
-            pos = position.pos,
-            gtids = %position.gtids,
-            "stopped; checkpoint released"
-        );
         Ok(())
     }
 }

@@ -9,22 +9,30 @@
 //! * [`native`]: cdcd's own JSON, lossless, one object per line (documented in `docs/formats.md`).
 //! * [`dms`]: the records AWS DMS writes to Kinesis, so that consumers written for DMS keep working.
 //!
+//! [`native_read`] and [`dms_read`] read records back into change events (`cdcd sink`).
+//!
 //! Invariants the rest of the system relies on:
 //! * [`ChangeEvent::event_id`] is stable across replays of the same binlog: it derives from the
 //!   transaction's GTID (or its binlog position when there is none) and the row's index inside the
 //!   transaction, never from wall-clock time.
 //! * Table metadata is shared (`Arc<TableSchema>`), so a row costs its values and nothing more.
 
+mod decode;
 mod json;
 mod model;
+mod text;
 mod value;
 
 pub mod dms;
+pub mod dms_read;
 pub mod native;
+pub mod native_read;
 pub mod pattern;
 
+pub use decode::DecodeError;
 pub use model::{ChangeEvent, DdlEvent, Flavor, Op, Source, Transaction};
+pub use text::parse_utc;
 pub use value::{
-    timestamp_to_datetime, write_bits, write_time, Column, ColumnType, Date, DateTime, TableSchema,
-    Value,
+    datetime_to_timestamp, timestamp_to_datetime, write_bits, write_time, Column, ColumnType, Date,
+    DateTime, TableSchema, Value,
 };

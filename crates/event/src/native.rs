@@ -22,6 +22,8 @@ use crate::value::{
 /// afterwards: `cdcd tail` spends most of its time here.
 #[derive(Debug, Default)]
 pub struct NativeWriter {
+    /// Add `"column_types"` to change records (see [`NativeWriter::with_column_types`]).
+    column_types: bool,
     table: Option<(Arc<TableSchema>, TableParts)>,
     transaction: Option<(Arc<Transaction>, SourceParts)>,
 }
@@ -43,6 +45,17 @@ struct SourceParts {
 impl NativeWriter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A writer that adds `"column_types":{"<column>":"<Column::sql_type()>",…}` (in column
+    /// order) to every change record, so that a reader can rebuild the table's schema and every
+    /// value exactly ([`crate::native_read`]). `cdcd run` turns it on for Kinesis, where `cdcd
+    /// sink` reads the records back into the lake.
+    pub fn with_column_types() -> Self {
+        NativeWriter {
+            column_types: true,
+            ..Self::default()
+        }
     }
 
     /// Appends one change event as a JSON object (no trailing newline).
@@ -117,6 +130,18 @@ impl NativeWriter {
                 push_str(&mut head, name);
             }
             head.push_str("],");
+            if self.column_types {
+                push_key(&mut head, "column_types");
+                head.push('{');
+                for (i, column) in table.columns.iter().enumerate() {
+                    if i > 0 {
+                        head.push(',');
+                    }
+                    push_key(&mut head, &column.name);
+                    push_str(&mut head, &column.sql_type());
+                }
+                head.push_str("},");
+            }
             let keys = column_keys(&table.columns);
             self.table = Some((table.clone(), TableParts { head, keys }));
         }

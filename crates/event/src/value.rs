@@ -200,7 +200,8 @@ impl Column {
             .map(|(_, name)| &**name)
     }
 
-    /// SQL type text in the style of `information_schema.COLUMNS.COLUMN_TYPE`.
+    /// SQL type text in the style of `information_schema.COLUMNS.COLUMN_TYPE` (ENUM and SET
+    /// with their elements when known, quotes doubled). [`Column::from_sql_type`] reads it back.
     pub fn sql_type(&self) -> String {
         let unsigned = if self.unsigned { " unsigned" } else { "" };
         match self.kind {
@@ -219,9 +220,102 @@ impl Column {
             ColumnType::Char | ColumnType::VarChar | ColumnType::Binary | ColumnType::VarBinary => {
                 format!("{}({})", self.kind.name(), self.width)
             }
+            ColumnType::Enum | ColumnType::Set if !self.elements.is_empty() => {
+                let mut text = format!("{}(", self.kind.name());
+                for (i, element) in self.elements.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push('\'');
+                    text.push_str(&element.replace('\'', "''"));
+                    text.push('\'');
+                }
+                text.push(')');
+                text
+            }
             kind => kind.name().to_string(),
         }
     }
+}
+
+impl Column {
+    /// The column `name` of the type [`Column::sql_type`] printed (`int unsigned`,
+    /// `decimal(10,2)`, `enum('a','b')`, `datetime(6)`…). Nullability and collation are not part
+    /// of that text: the column is nullable, collation 0.
+    pub fn from_sql_type(name: &str, sql_type: &str) -> Result<Column, String> {
+        let text = sql_type.trim();
+        let (text, unsigned) = match text.strip_suffix(" unsigned") {
+            Some(rest) => (rest, true),
+            None => (text, false),
+        };
+        let (base, args) = match text.split_once('(') {
+            Some((base, rest)) => (
+                base,
+                Some(
+                    rest.strip_suffix(')')
+                        .ok_or_else(|| format!("`{sql_type}` lacks its closing parenthesis"))?,
+                ),
+            ),
+            None => (text, None),
+        };
+        let kind = ColumnType::from_name(base)
+            .ok_or_else(|| format!("`{sql_type}` is not a type cdcd knows"))?;
+        let mut column = Column::unnamed(0, kind);
+        column.name = name.into();
+        column.unsigned = unsigned;
+        let number = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{sql_type}`: `{s}` is not a number"))
+        };
+        match (kind, args) {
+            (_, None) => {}
+            (ColumnType::Enum | ColumnType::Set, Some(list)) => {
+                column.elements = parse_elements(list)
+                    .ok_or_else(|| format!("`{sql_type}`: the element list is not quoted"))?
+                    .into();
+            }
+            (ColumnType::Decimal, Some(ps)) => {
+                let (p, s) = ps.split_once(',').unwrap_or((ps, "0"));
+                column.width = number(p)?;
+                column.scale = number(s)?.min(255) as u8;
+            }
+            (ColumnType::Time | ColumnType::DateTime | ColumnType::Timestamp, Some(f)) => {
+                column.scale = number(f)?.min(6) as u8;
+            }
+            (_, Some(width)) => column.width = number(width)?,
+        }
+        Ok(column)
+    }
+}
+
+/// `'a','b''c'` into its elements; `None` when an element is not quoted.
+fn parse_elements(list: &str) -> Option<Vec<Box<str>>> {
+    let mut elements = Vec::new();
+    let mut chars = list.chars().peekable();
+    while chars.peek().is_some() {
+        if chars.next()? != '\'' {
+            return None;
+        }
+        let mut element = String::new();
+        loop {
+            match chars.next()? {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    element.push('\'');
+                }
+                '\'' => break,
+                c => element.push(c),
+            }
+        }
+        elements.push(element.into_boxed_str());
+        match chars.next() {
+            None => break,
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+    Some(elements)
 }
 
 impl ColumnType {
@@ -257,6 +351,17 @@ impl ColumnType {
             ColumnType::Inet4 => "inet4",
             ColumnType::Inet6 => "inet6",
         }
+    }
+
+    /// The type [`ColumnType::name`] names.
+    pub fn from_name(name: &str) -> Option<ColumnType> {
+        use ColumnType::*;
+        const ALL: [ColumnType; 28] = [
+            TinyInt, SmallInt, MediumInt, Int, BigInt, Decimal, Float, Double, Bit, Date, Time,
+            DateTime, Timestamp, Year, Char, VarChar, Text, Binary, VarBinary, Blob, Json, Enum,
+            Set, Geometry, Vector, Uuid, Inet4, Inet6,
+        ];
+        ALL.into_iter().find(|kind| kind.name() == name)
     }
 
     /// Whether values of this type are text (as opposed to numbers, times or raw bytes).
@@ -361,6 +466,28 @@ pub fn timestamp_to_datetime(micros: i64) -> DateTime {
         second: (rem % 60) as u8,
         micros: frac,
     }
+}
+
+/// Converts a UTC calendar time into microseconds since the epoch (the inverse of
+/// [`timestamp_to_datetime`]).
+pub fn datetime_to_timestamp(dt: &DateTime) -> i64 {
+    let (y, m, d) = (
+        i64::from(dt.date.year),
+        i64::from(dt.date.month),
+        i64::from(dt.date.day),
+    );
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400
+        + i64::from(dt.hour) * 3600
+        + i64::from(dt.minute) * 60
+        + i64::from(dt.second);
+    secs * 1_000_000 + i64::from(dt.micros)
 }
 
 /// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.

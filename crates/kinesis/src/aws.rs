@@ -298,7 +298,7 @@ impl Failure {
 }
 
 /// Sends a control-plane request until it succeeds, fails permanently, or `retry_seconds` pass.
-async fn retrying<T, F, Fut>(
+pub(crate) async fn retrying<T, F, Fut>(
     config: &KinesisConfig,
     operation: &'static str,
     mut send: F,

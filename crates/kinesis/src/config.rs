@@ -46,6 +46,28 @@ pub struct KinesisConfig {
     /// How often to reload the shard map (`ListShards`) to follow resharding; 0: only when a
     /// response shows that the map is stale.
     pub shard_refresh_seconds: u64,
+    /// Pack the records of one shard into KPL aggregated records (see [`crate::kpl`]), up to the
+    /// record size limit. Consumers must deaggregate (the KCL, `cdcd sink`, `aws-kinesis-agg`);
+    /// DMS consumers cannot, so `cdcd run` refuses it with the DMS format.
+    pub aggregate: bool,
+    /// What `cdcd run` does with a record over the stream's size limit: `fail` (stop with an
+    /// error naming the record) or `s3` (write it to `overflow_url` and put a pointer record,
+    /// see [`crate::overflow`]). The producer itself always refuses such a record.
+    pub oversize: OversizeMode,
+    /// Where `oversize = "s3"` writes payloads: `s3://bucket/prefix`, `file:///dir`; empty: the
+    /// lake's store under `_cdcd/kinesis-overflow/`.
+    pub overflow_url: String,
+}
+
+/// What happens to a record over the stream's size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OversizeMode {
+    /// Refuse it: `cdcd run` stops with an error naming the record.
+    #[default]
+    Fail,
+    /// Write the payload to the overflow store, then put a pointer record in its place.
+    S3,
 }
 
 /// How the producer trades per-key order against throughput on partial failures.
@@ -75,6 +97,9 @@ impl Default for KinesisConfig {
             backoff_max_ms: 10_000,
             request_timeout_seconds: 30,
             shard_refresh_seconds: 60,
+            aggregate: false,
+            oversize: OversizeMode::Fail,
+            overflow_url: String::new(),
         }
     }
 }
@@ -125,6 +150,14 @@ impl KinesisConfig {
         }
         if self.request_timeout_seconds == 0 {
             return invalid("request_timeout_seconds", "must be at least 1".into());
+        }
+        if !self.overflow_url.is_empty() && self.oversize != OversizeMode::S3 {
+            return invalid(
+                "overflow_url",
+                "is set, but kinesis.oversize is not \"s3\": set oversize = \"s3\" to use it, \
+                 or remove overflow_url"
+                    .into(),
+            );
         }
         Ok(())
     }

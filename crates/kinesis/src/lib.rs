@@ -1,4 +1,4 @@
-//! cdcd's Kinesis Data Streams producer.
+//! cdcd's Kinesis Data Streams producer, and the shard reader of `cdcd sink` ([`consumer`]).
 //!
 //! The daemon pushes records in order, each tagged with an opaque, increasing `u64` token (its
 //! position in the daemon's stream of events). The producer writes them with
@@ -98,25 +98,42 @@
 //! IAM: `kinesis:DescribeStreamSummary`, `kinesis:PutRecords`, `kinesis:ListShards` (optional,
 //! see above); `kms:GenerateDataKey` for SSE-KMS streams.
 //!
-//! # Not done here
+//! # KPL aggregation (`aggregate = true`)
 //!
-//! KPL aggregation (several records in one Kinesis record) is not implemented: DMS never
-//! aggregates, and DMS consumers would have to deaggregate. Oversized records are refused, not yet
-//! routed to an S3 overflow location (the daemon can check [`Producer::record_limit`] before
-//! sending).
+//! Off by default. On, a request's records become KPL aggregated records ([`kpl`]): consecutive
+//! queued records of one group packed up to the stream's record size limit (data + partition
+//! key; an aggregate takes its first record's partition key, a lone record stays plain). The
+//! invariants above hold per *user* record: Kinesis stores or fails an aggregate whole, so a user
+//! record is acknowledged exactly when its aggregate is, and a failed aggregate's records go back
+//! to the head of the queue (they may be packed differently next time). Strict ordering puts a
+//! key in at most one aggregate per request, in order inside it; batched packs without that rule.
+//! One cost: an aggregate is routed by its first record's key, so while the shard map is stale
+//! (a reshard not yet seen, at most `shard_refresh_seconds` or one response) a key's records can
+//! go to a sibling shard of the one its own hash names; plain records never do. The KPL has the
+//! same property. [`ProducerMetrics::aggregates_put`] counts aggregates.
+//!
+//! # Oversized records
+//!
+//! The producer refuses a record over the limit (invariant 3). `kinesis.oversize = "s3"` is
+//! carried out by `cdcd run`, which checks [`Producer::record_limit`] first, writes the payload to
+//! an object store and sends a pointer record instead ([`overflow`]).
 
 mod acks;
 mod aws;
 mod config;
+pub mod consumer;
 mod error;
+pub mod kpl;
 mod metrics;
+pub mod overflow;
 mod producer;
 mod shards;
 
 pub use acks::{Acks, Progress};
 pub use aws::StreamInfo;
-pub use config::{KinesisConfig, OrderingMode};
+pub use config::{KinesisConfig, OrderingMode, OversizeMode};
+pub use consumer::{Consumer, ConsumerError};
 pub use error::ProducerError;
-pub use metrics::ProducerMetrics;
+pub use metrics::{LatencyHistogram, LatencySnapshot, ProducerMetrics, ACK_LATENCY_BOUNDS};
 pub use producer::{Producer, Record};
 pub use shards::hash_key;

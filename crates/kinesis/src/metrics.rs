@@ -37,6 +37,11 @@ pub struct ProducerMetrics {
     pub reordered: AtomicU64,
     /// Shard maps applied after the first (resharding followed).
     pub shard_map_changes: AtomicU64,
+    /// Kinesis records put that were KPL aggregates (`aggregate = true`); their user records
+    /// count in `records_put`.
+    pub aggregates_put: AtomicU64,
+    /// Commit to acknowledgement, per record that carries its commit time.
+    pub ack_latency: LatencyHistogram,
     /// Gauge: records pushed and not yet acknowledged.
     pub buffered_records: AtomicU64,
     /// Gauge: bytes of those records.
@@ -45,6 +50,66 @@ pub struct ProducerMetrics {
     pub in_flight_requests: AtomicU64,
     /// Gauge: groups (open shards) requests are spread over.
     pub shards: AtomicU64,
+}
+
+/// Upper bounds, in seconds, of [`LatencyHistogram`]'s buckets (a last one, +Inf, follows). Dense
+/// around 250 ms, the bar of the Kinesis benchmark.
+pub const ACK_LATENCY_BOUNDS: [f64; 22] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// A latency histogram of atomics, in the Prometheus sense: cumulative bucket counts are derived
+/// when read.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Per bucket (not cumulative); the last is +Inf.
+    buckets: [AtomicU64; ACK_LATENCY_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+/// What a [`LatencyHistogram`] held at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencySnapshot {
+    /// `(upper bound in seconds, observations ≤ it)`, cumulative, ending with `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    /// Records one latency; a negative one (clocks apart) counts as 0.
+    pub fn observe_micros(&self, micros: i64) {
+        let micros = micros.max(0) as u64;
+        let seconds = micros as f64 / 1e6;
+        let bucket = ACK_LATENCY_BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(ACK_LATENCY_BOUNDS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> LatencySnapshot {
+        let mut cumulative = 0;
+        let buckets = ACK_LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(&self.buckets)
+            .map(|(bound, n)| {
+                cumulative += n.load(Ordering::Relaxed);
+                (bound, cumulative)
+            })
+            .collect();
+        LatencySnapshot {
+            buckets,
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl ProducerMetrics {

@@ -23,6 +23,7 @@ use crate::acks::{AckWindow, Acks, Progress};
 use crate::aws::{self, backoff, classify_code, hint, with_stream, CallError, Class, StreamInfo};
 use crate::config::{KinesisConfig, OrderingMode, MAX_REQUEST_BYTES};
 use crate::error::ProducerError;
+use crate::kpl::Aggregator;
 use crate::metrics::ProducerMetrics;
 use crate::shards::{hash_key, ShardMap};
 
@@ -44,6 +45,9 @@ pub struct Record {
     pub token: u64,
     /// The change event's id, only for error messages (a record that is refused).
     pub event_id: Option<String>,
+    /// When the source committed the change (µs since the epoch), for the commit-to-acknowledged
+    /// latency ([`ProducerMetrics::ack_latency`]).
+    pub commit_ts_us: Option<i64>,
 }
 
 impl Record {
@@ -53,7 +57,13 @@ impl Record {
             data: data.into(),
             token,
             event_id: None,
+            commit_ts_us: None,
         }
+    }
+
+    pub fn with_commit_ts_us(mut self, commit_ts_us: i64) -> Record {
+        self.commit_ts_us = Some(commit_ts_us);
+        self
     }
 
     pub fn with_event_id(mut self, event_id: impl Into<String>) -> Record {
@@ -140,6 +150,7 @@ impl Producer {
             map,
             client,
             batch_bytes,
+            record_limit: stream.record_limit,
             input: receiver,
             input_open: true,
             requests: JoinSet::new(),
@@ -214,6 +225,7 @@ impl Producer {
             key: record.partition_key,
             data: record.data,
             size,
+            commit_ts_us: record.commit_ts_us,
             attempts: 0,
             first_failure: None,
             _permit: permit,
@@ -350,18 +362,59 @@ struct Pending {
     hash: u128,
     data: Bytes,
     size: usize,
+    commit_ts_us: Option<i64>,
     /// Failed sends so far.
     attempts: u32,
     first_failure: Option<Instant>,
     _permit: OwnedSemaphorePermit,
 }
 
+/// One Kinesis record of a request: a single user record, or several as a KPL aggregate.
+struct Entry {
+    /// In queue order; one unless aggregated.
+    records: Vec<Pending>,
+    /// Present when `records` are more than one.
+    aggregate: Option<Aggregator>,
+}
+
+impl Entry {
+    fn single(pending: Pending) -> Entry {
+        Entry {
+            records: vec![pending],
+            aggregate: None,
+        }
+    }
+
+    /// Against the record size limit and the request's bytes: data plus partition key.
+    fn size(&self) -> usize {
+        match &self.aggregate {
+            Some(aggregate) => aggregate.size() + self.records[0].key.len(),
+            None => self.records[0].size,
+        }
+    }
+
+    /// The request entry. An aggregate takes its first record's partition key, so it lands on
+    /// that key's shard, which the shard map says is every record's in it.
+    fn to_request(&self) -> PutRecordsRequestEntry {
+        let first = &self.records[0];
+        let data = match &self.aggregate {
+            Some(aggregate) => aggregate.encode(),
+            None => first.data.to_vec(),
+        };
+        PutRecordsRequestEntry::builder()
+            .partition_key(first.key.clone())
+            .data(Blob::new(data))
+            .build()
+            .expect("partition key and data are set")
+    }
+}
+
 /// The records of one shard (one hash-key range): a queue and at most one request out.
 struct Group {
     shard_id: Option<String>,
     queue: VecDeque<Pending>,
-    /// The records of the request in flight, in request order.
-    sending: Vec<Pending>,
+    /// The Kinesis records of the request in flight, in request order.
+    sending: Vec<Entry>,
     busy: bool,
     /// No request before this (backoff after a failure).
     retry_at: Option<Instant>,
@@ -387,6 +440,8 @@ struct Dispatcher {
     config: KinesisConfig,
     /// Bytes per request: `max_batch_bytes`, raised to the record limit.
     batch_bytes: usize,
+    /// The stream's record size limit (data + partition key), which aggregates fill up to.
+    record_limit: usize,
     input: mpsc::UnboundedReceiver<Pending>,
     input_open: bool,
     map: ShardMap,
@@ -515,22 +570,27 @@ impl Dispatcher {
             if group.busy || group.queue.is_empty() || group.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
-            let batch = take_batch(
-                &mut group.queue,
-                self.config.max_batch_records,
-                self.batch_bytes,
-                self.config.ordering,
-            );
-            let entries: Vec<PutRecordsRequestEntry> = batch
-                .iter()
-                .map(|p| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(p.key.clone())
-                        .data(Blob::new(p.data.to_vec()))
-                        .build()
-                        .expect("partition key and data are set")
-                })
-                .collect();
+            let batch = if self.config.aggregate {
+                take_aggregates(
+                    &mut group.queue,
+                    self.config.max_batch_records,
+                    self.batch_bytes,
+                    self.record_limit,
+                    self.config.ordering,
+                )
+            } else {
+                take_batch(
+                    &mut group.queue,
+                    self.config.max_batch_records,
+                    self.batch_bytes,
+                    self.config.ordering,
+                )
+                .into_iter()
+                .map(Entry::single)
+                .collect()
+            };
+            let entries: Vec<PutRecordsRequestEntry> =
+                batch.iter().map(Entry::to_request).collect();
             group.sending = batch;
             group.busy = true;
             group.retry_at = None;
@@ -572,7 +632,7 @@ impl Dispatcher {
                         batch.len()
                     ),
                 };
-                return self.retry(index, batch, &error);
+                return self.retry(index, records_of(batch), &error);
             }
             Err(error) => {
                 let metrics = &self.metrics;
@@ -592,20 +652,24 @@ impl Dispatcher {
                         });
                     }
                 }
-                return self.retry(index, batch, &error);
+                return self.retry(index, records_of(batch), &error);
             }
         };
         let results = output.records();
         if self.config.ordering == OrderingMode::Batched {
             // A failed record followed, in this request, by a stored record of its key has been
-            // overtaken (strict mode never has two records of a key in a request).
+            // overtaken (strict mode never has a key in two entries of a request).
             let mut stored_later = HashSet::new();
             let mut overtaken = 0;
-            for (pending, result) in batch.iter().zip(results).rev() {
+            for (entry, result) in batch.iter().zip(results).rev() {
                 if result.error_code().is_none() {
-                    stored_later.insert(pending.hash);
-                } else if stored_later.contains(&pending.hash) {
-                    overtaken += 1;
+                    stored_later.extend(entry.records.iter().map(|p| p.hash));
+                } else {
+                    overtaken += entry
+                        .records
+                        .iter()
+                        .filter(|p| stored_later.contains(&p.hash))
+                        .count() as u64;
                 }
             }
             ProducerMetrics::add(&self.metrics.reordered, overtaken);
@@ -615,18 +679,27 @@ impl Dispatcher {
         let mut permanent = None;
         let mut moved = false;
         let mut stale = false;
-        for (pending, result) in batch.into_iter().zip(results) {
+        let now_us = now_micros();
+        for (entry, result) in batch.into_iter().zip(results) {
             let Some(code) = result.error_code() else {
                 if let (Some(expected), Some(actual)) =
                     (&self.groups[index].shard_id, result.shard_id())
                 {
                     stale |= expected != actual;
                 }
-                ProducerMetrics::add(&self.metrics.records_put, 1);
-                ProducerMetrics::add(&self.metrics.bytes_put, pending.size as u64);
-                ProducerMetrics::sub(&self.metrics.buffered_records, 1);
-                ProducerMetrics::sub(&self.metrics.buffered_bytes, pending.size as u64);
-                moved |= self.window.complete(pending.seq);
+                if entry.aggregate.is_some() {
+                    ProducerMetrics::add(&self.metrics.aggregates_put, 1);
+                }
+                for pending in entry.records {
+                    ProducerMetrics::add(&self.metrics.records_put, 1);
+                    ProducerMetrics::add(&self.metrics.bytes_put, pending.size as u64);
+                    ProducerMetrics::sub(&self.metrics.buffered_records, 1);
+                    ProducerMetrics::sub(&self.metrics.buffered_bytes, pending.size as u64);
+                    if let Some(committed) = pending.commit_ts_us {
+                        self.metrics.ack_latency.observe_micros(now_us - committed);
+                    }
+                    moved |= self.window.complete(pending.seq);
+                }
                 continue;
             };
             self.metrics.record_failure(code);
@@ -648,7 +721,7 @@ impl Dispatcher {
                 code: Some(code.to_string()),
                 message,
             });
-            failed.push(pending);
+            failed.extend(entry.records);
         }
         if moved {
             self.progress.send_replace(self.window.progress());
@@ -775,6 +848,100 @@ async fn join_refresh(
     }
 }
 
+/// The user records of a request's entries, in request order.
+fn records_of(entries: Vec<Entry>) -> Vec<Pending> {
+    entries.into_iter().flat_map(|e| e.records).collect()
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Takes the next request's entries from the head of a group's queue, packing consecutive
+/// records into KPL aggregates of at most `record_limit` bytes (a record alone stays plain).
+///
+/// Batched: the longest prefix within the limits. Strict: a key is in at most one entry of the
+/// request (all of its records in one aggregate, stored or failed together, in order); a record
+/// whose key is in an earlier entry stays queued, and so do all later records of that key.
+fn take_aggregates(
+    queue: &mut VecDeque<Pending>,
+    max_entries: usize,
+    max_bytes: usize,
+    record_limit: usize,
+    ordering: OrderingMode,
+) -> Vec<Entry> {
+    let strict = ordering == OrderingMode::Strict;
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut closed_bytes = 0;
+    let mut closed_keys = HashSet::new();
+    let mut open = Entry {
+        records: Vec::new(),
+        aggregate: Some(Aggregator::default()),
+    };
+    let mut open_keys = HashSet::new();
+    let mut skipped = Vec::new();
+    while let Some(next) = queue.pop_front() {
+        if strict && closed_keys.contains(&next.hash) {
+            skipped.push(next);
+            if skipped.len() >= SCAN_LIMIT {
+                break;
+            }
+            continue;
+        }
+        let aggregator = open.aggregate.as_mut().expect("the open entry aggregates");
+        let fits = open.records.is_empty() || {
+            let size =
+                aggregator.size_with(&next.key, None, next.data.len()) + open.records[0].key.len();
+            size <= record_limit && closed_bytes + size <= max_bytes
+        };
+        if !fits {
+            closed_bytes += open.size();
+            closed_keys.extend(open_keys.drain());
+            entries.push(finish(std::mem::replace(
+                &mut open,
+                Entry {
+                    records: Vec::new(),
+                    aggregate: Some(Aggregator::default()),
+                },
+            )));
+            if entries.len() == max_entries || closed_bytes + next.size > max_bytes {
+                queue.push_front(next);
+                break;
+            }
+            if strict && closed_keys.contains(&next.hash) {
+                skipped.push(next);
+                if skipped.len() >= SCAN_LIMIT {
+                    break;
+                }
+                continue;
+            }
+        }
+        open.aggregate
+            .as_mut()
+            .expect("the open entry aggregates")
+            .add(&next.key, None, next.data.clone());
+        open_keys.insert(next.hash);
+        open.records.push(next);
+    }
+    if !open.records.is_empty() {
+        entries.push(finish(open));
+    }
+    for pending in skipped.into_iter().rev() {
+        queue.push_front(pending);
+    }
+    entries
+}
+
+/// An aggregate of one record is sent as that record.
+fn finish(mut entry: Entry) -> Entry {
+    if entry.records.len() == 1 {
+        entry.aggregate = None;
+    }
+    entry
+}
+
 /// Takes the next request's records from the head of a group's queue, in queue order.
 ///
 /// Batched: the longest prefix within the limits. Strict: also at most one record per partition
@@ -836,6 +1003,7 @@ mod tests {
             hash: hash_key(key),
             data: Bytes::from(vec![0; size]),
             size,
+            commit_ts_us: None,
             attempts: 0,
             first_failure: None,
             _permit: budget.clone().try_acquire_owned().unwrap(),
@@ -888,5 +1056,45 @@ mod tests {
             seqs(&take_batch(&mut q, 500, 50, OrderingMode::Batched)),
             [0]
         );
+    }
+
+    fn entry_seqs(entries: &[Entry]) -> Vec<Vec<u64>> {
+        entries.iter().map(|e| seqs(&e.records)).collect()
+    }
+
+    #[test]
+    fn aggregates_fill_up_to_the_record_limit_and_decode_in_order() {
+        // 10 records of 100 bytes, keys "a".."e" twice; a limit that holds 4 of them per
+        // aggregate (each costs 100 + ~6 bytes, plus the key table, magic and digest).
+        let keys = ["a", "b", "c", "d", "e", "a", "b", "c", "d", "e"];
+        let mut q = queue(&keys, 100);
+        let entries = take_aggregates(&mut q, 500, 1 << 20, 460, OrderingMode::Batched);
+        assert_eq!(
+            entry_seqs(&entries),
+            [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]
+        );
+        for entry in &entries {
+            assert!(entry.size() <= 460, "{}", entry.size());
+            let encoded = entry.aggregate.as_ref().unwrap().encode();
+            let users = crate::kpl::deaggregate(&encoded).unwrap();
+            let want: Vec<&str> = entry.records.iter().map(|p| p.key.as_str()).collect();
+            let got: Vec<&str> = users.iter().map(|u| u.partition_key.as_str()).collect();
+            assert_eq!(got, want);
+        }
+        // Strict: a key in a closed entry waits for the next request, with its later records;
+        // a key of the open aggregate joins it.
+        let mut q = queue(&keys, 100);
+        let entries = take_aggregates(&mut q, 500, 1 << 20, 460, OrderingMode::Strict);
+        assert_eq!(entry_seqs(&entries), [vec![0, 1, 2, 3], vec![4, 9]]);
+        assert_eq!(seqs(&q), [5, 6, 7, 8]);
+        // A record alone is sent plain; the entry count and request bytes are limits too.
+        let mut q = queue(&["a", "b", "c"], 100);
+        let entries = take_aggregates(&mut q, 2, 1 << 20, 150, OrderingMode::Batched);
+        assert_eq!(entry_seqs(&entries), [vec![0], vec![1]]);
+        assert!(entries.iter().all(|e| e.aggregate.is_none()));
+        let mut q = queue(&["a", "b", "c", "d"], 100);
+        let entries = take_aggregates(&mut q, 500, 250, 1 << 20, OrderingMode::Batched);
+        assert_eq!(entry_seqs(&entries), [vec![0, 1]]);
+        assert_eq!(seqs(&q), [2, 3]);
     }
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
 use aws_sdk_kinesis::Client;
-use cdcd_kinesis::{KinesisConfig, OrderingMode, Producer, ProducerError, ProducerMetrics, Record};
+use cdcd_kinesis::{
+    kpl, KinesisConfig, OrderingMode, Producer, ProducerError, ProducerMetrics, Record,
+};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -25,12 +27,17 @@ fn env(name: &str) -> String {
 }
 
 fn unique(test: &str) -> String {
+    unique_in("cdcd-kinesis", test)
+}
+
+/// A stream name under `prefix` that no other run uses.
+fn unique_in(prefix: &str, test: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     format!(
-        "cdcd-kinesis-{test}-{}-{}",
+        "{prefix}-{test}-{}-{}",
         std::process::id(),
         nanos % 1_000_000_000
     )
@@ -111,10 +118,20 @@ async fn read_back(client: &Client, name: &str) -> Vec<(String, Vec<u8>)> {
                 break;
             }
             for record in page.records() {
-                records.push((
-                    record.partition_key().unwrap_or_default().to_string(),
-                    record.data().as_ref().to_vec(),
-                ));
+                let data = record.data().as_ref();
+                if kpl::is_aggregated(data) {
+                    let users = kpl::deaggregate(data).expect("a valid KPL aggregate");
+                    records.extend(
+                        users
+                            .into_iter()
+                            .map(|u| (u.partition_key, u.data.to_vec())),
+                    );
+                } else {
+                    records.push((
+                        record.partition_key().unwrap_or_default().to_string(),
+                        data.to_vec(),
+                    ));
+                }
             }
             match page.next_shard_iterator {
                 Some(next) => iterator = next,
@@ -321,6 +338,37 @@ async fn kinesis_mock_four_shards_in_order() {
     delete_stream(&admin, &stream).await;
 }
 
+/// KPL aggregation: the stream holds aggregates (read back and deaggregated above), every user
+/// record arrives once, in send order per key, and the watermark covers them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregated_in_order() {
+    let endpoint = env("CDCD_TEST_KINESIS_ENDPOINT");
+    let admin = admin().await;
+    for ordering in [OrderingMode::Strict, OrderingMode::Batched] {
+        let stream = unique_in("cdcd-kpl", "aggregated");
+        create_stream(&admin, &stream, 4).await;
+        let records = workload(20_000, 200, 6);
+        let run = produce(
+            KinesisConfig {
+                aggregate: true,
+                ordering,
+                ..config(endpoint.clone(), &stream)
+            },
+            &records,
+        )
+        .await;
+        report(
+            &format!("kinesis-mock, 4 shards, aggregated, {ordering:?}"),
+            &run,
+        );
+        let aggregates = ProducerMetrics::get(&run.metrics.aggregates_put);
+        println!("{aggregates} aggregated Kinesis records carried the records");
+        assert_exact(&run, &records);
+        assert!(aggregates > 0 && aggregates < records.len() as u64 / 10);
+        delete_stream(&admin, &stream).await;
+    }
+}
+
 /// Resets the fault proxy when dropped, even when the test panics.
 struct Faults(String);
 
@@ -382,7 +430,7 @@ async fn fault_proxy() {
     let run = produce(
         KinesisConfig {
             ordering: OrderingMode::Batched,
-            ..config(proxy, &stream)
+            ..config(proxy.clone(), &stream)
         },
         &records,
     )
@@ -397,6 +445,28 @@ async fn fault_proxy() {
         run.verdict.out_of_order as u64 <= ProducerMetrics::get(&run.metrics.reordered),
         "every reorder is counted"
     );
+    delete_stream(&admin, &stream).await;
+
+    // Aggregated, strict, with half of the Kinesis records (aggregates) throttled: a user record
+    // is acknowledged only with its aggregate, and a failed aggregate's records are sent again
+    // before any later record of their keys.
+    let stream = unique_in("cdcd-kpl", "aggregated-throttled");
+    create_stream(&admin, &stream, 4).await;
+    faults.set(r#"{"put_fraction":0.5}"#);
+    let records = workload(8_000, 200, 7);
+    let run = produce(
+        KinesisConfig {
+            aggregate: true,
+            ..config(proxy, &stream)
+        },
+        &records,
+    )
+    .await;
+    faults.set("{}");
+    report("fault proxy put_fraction 0.5, aggregated, strict", &run);
+    assert_exact(&run, &records);
+    assert!(ProducerMetrics::get(&run.metrics.record_failures_throughput_exceeded) > 0);
+    assert!(ProducerMetrics::get(&run.metrics.aggregates_put) > 0);
     delete_stream(&admin, &stream).await;
     drop(faults);
 }

@@ -14,7 +14,9 @@
 //! wrote, rather than in new objects that duplicate its rows. Three rules give that:
 //!
 //! - An object is named after its first row's event id, and lies in the partition of its rows'
-//!   commit hour, both properties of the binlog rather than of the run.
+//!   commit hour, both properties of the binlog rather than of the run. Where rows arrive from
+//!   several independently ordered sources (`cdcd sink`'s shards), each source is a *lane* and
+//!   objects never mix lanes, so the interleaving of the sources does not change any object.
 //! - Objects are written in *flushes*; a flush writes every buffered row of every committed
 //!   transaction, and the caller records the checkpoint (the flush's transaction boundary) only
 //!   after all its objects are durable. After a checkpoint nothing is buffered, so whichever run
@@ -142,6 +144,8 @@ enum Format {
 /// Which object a row goes to: its table, partition and exact shape.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct SegmentKey {
+    /// Rows of different lanes (`cdcd sink`'s shards) never share an object.
+    lane: Option<Arc<str>>,
     schema: Arc<str>,
     table: Arc<str>,
     /// Hours since the epoch, UTC.
@@ -269,6 +273,13 @@ impl Lake {
 
     /// Buffers one (masked) row change of the open transaction.
     pub fn push(&mut self, event: ChangeEvent) {
+        self.push_in(event, None);
+    }
+
+    /// Buffers one (masked) row change of the open transaction in a lane of its own: rows of
+    /// different lanes go to different objects, so that each object holds rows of one ordered
+    /// source (a Kinesis shard) and a replay of that source alone recreates it under its name.
+    pub fn push_in(&mut self, event: ChangeEvent, lane: Option<Arc<str>>) {
         let shape = self.shape(&event.table);
         let hour = if self.ingest_time {
             let now = SystemTime::now()
@@ -283,6 +294,7 @@ impl Lake {
                 .div_euclid(3_600_000_000)
         };
         let key = SegmentKey {
+            lane,
             schema: event.table.schema.clone(),
             table: event.table.table.clone(),
             hour,

@@ -1,0 +1,367 @@
+//! The lake pipeline shared by `cdcd run` (binlog → lake) and `cdcd sink` (Kinesis → lake).
+//!
+//! Three stages joined by bounded queues, so that a slow store slows the reader down instead of
+//! filling memory:
+//!
+//! ```text
+//! reader (async)  --records-->  lake thread  --flushes-->  uploader (async)
+//! decodes, masks                buffers, cuts objects,     encodes (blocking pool), puts
+//!                               puts on Kinesis (run)      objects, then the checkpoint
+//! ```
+//!
+//! Acknowledgement is end to end: a flush carries the boundary its objects complete (a
+//! [`Progress`]: a binlog position for `cdcd run`, per-shard sequence numbers for `cdcd sink`),
+//! and the uploader hands that boundary to the [`Checkpoints`] only after every object of the
+//! flush (and of all flushes before it) is durable. A crash anywhere loses no change: the next
+//! run resumes at the checkpoint and rewrites the same objects (see `cdcd_sink::lake`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+
+use cdcd_event::{ChangeEvent, DdlEvent, Op};
+use cdcd_kinesis::Acks;
+use cdcd_sink::{Lake, Object, Pending, Store};
+
+use crate::kinesis_output::KinesisOutput;
+use crate::metrics::Metrics;
+
+/// What a reader sends the lake thread, one at a time.
+pub enum Item<S> {
+    /// A masked row change of the open transaction, and its lane: changes of different lanes
+    /// never share an object (`cdcd sink`'s shards; `None` for `cdcd run`).
+    Change(ChangeEvent, Option<Arc<str>>),
+    /// The end of a transaction (for `cdcd sink`, of a record): where reading may resume.
+    Commit(S),
+    /// The source is idle and caught up.
+    Heartbeat,
+    Ddl(DdlEvent),
+}
+
+/// A reader's record type: what it turns into for the lake thread.
+pub trait Input: Send + 'static {
+    type Progress: Progress;
+    fn into_item(self) -> Item<<Self::Progress as Progress>::Step>;
+}
+
+/// Where reading stands: what a checkpoint records.
+pub trait Progress: Clone + PartialEq + Send + 'static {
+    /// What one commit moves it by.
+    type Step: Send;
+    /// Whether a transaction too large to buffer is written in parts before it commits (and the
+    /// parts recorded as pending in the checkpoint). `cdcd sink` never needs it: its transactions
+    /// are single Kinesis records, bounded by the stream's record size.
+    const SPLITS_TRANSACTIONS: bool;
+    fn advance(&mut self, step: Self::Step);
+}
+
+/// Where a command keeps its checkpoint.
+pub trait Checkpoints: Send + 'static {
+    type Progress: Progress;
+    /// Everything up to `progress` is durable (it is saved at the next [`Checkpoints::save`]).
+    fn advance(&mut self, progress: Self::Progress);
+    /// Objects about to be written past the checkpoint (parts of a large transaction).
+    fn add_pending(&mut self, keys: Vec<String>);
+    /// Writes the checkpoint, held by this process (`release`: by nobody, at a clean stop).
+    fn save(&mut self, release: bool) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Objects to write, and what they complete.
+pub struct Flush<P> {
+    /// Rows to encode (on the uploader's side, so that encoding and reading use both cores).
+    objects: Pending,
+    /// The boundary to checkpoint once the objects are durable; `None` for the parts of a
+    /// transaction too large to buffer, which complete no boundary and are recorded in the
+    /// checkpoint as pending before they are written.
+    checkpoint: Option<P>,
+    /// The last Kinesis record of the changes before `checkpoint`: the checkpoint also waits
+    /// for Kinesis to acknowledge it.
+    kinesis_token: Option<u64>,
+}
+
+/// Concurrent PUTs per flush.
+const PARALLEL_PUTS: usize = 8;
+
+/// The lake thread: buffers rows, decides when objects are cut and flushed, and feeds Kinesis.
+pub fn cut_objects<R: Input>(
+    mut records: mpsc::Receiver<Vec<R>>,
+    flushes: mpsc::Sender<Flush<R::Progress>>,
+    mut lake: Lake,
+    (checkpoint_interval, start): (Duration, R::Progress),
+    metrics: &Metrics,
+    mut kinesis: Option<KinesisOutput>,
+) -> Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    // False once the uploader has stopped (its error is the one reported).
+    let send = |flush: Flush<R::Progress>| flushes.blocking_send(flush).is_ok();
+    // The last transaction boundary read (at first, where reading began), and when a checkpoint
+    // was last sent on.
+    let mut boundary = Boundary {
+        last_commit: start.clone(),
+        kinesis_token: None,
+        checkpointed: Instant::now(),
+        checkpointed_at: start,
+    };
+    // Whether the open transaction has already been written in parts.
+    let mut in_parts = false;
+    let mut row_counters = RowCounters::new();
+    loop {
+        metrics.alive();
+        // Wake for the next flush or checkpoint, and at least 4 times a second to show the watchdog
+        // that this thread is not stuck (a blocked uploader blocks it in `send`).
+        let deadline = lake
+            .next_deadline()
+            .unwrap_or(boundary.checkpointed + checkpoint_interval)
+            .min(Instant::now() + Duration::from_millis(250));
+        let received = runtime
+            .block_on(async { tokio::time::timeout_at(deadline.into(), records.recv()).await });
+        let batch = match received {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(_timeout) => Vec::new(),
+        };
+        for record in batch {
+            match record.into_item() {
+                Item::Change(event, lane) => {
+                    count_row(metrics, &mut row_counters, &event);
+                    if let Some(kinesis) = &mut kinesis {
+                        kinesis.put_change(&event)?;
+                    }
+                    lake.push_in(event, lane);
+                    if R::Progress::SPLITS_TRANSACTIONS && lake.transaction_overflows() {
+                        if !in_parts {
+                            // The parts are recorded in a checkpoint that sits right before
+                            // the transaction, so that a restart knows them all.
+                            in_parts = true;
+                            if !send(boundary.flush(&mut lake)) {
+                                return Ok(());
+                            }
+                        }
+                        let part = Flush {
+                            objects: lake.take_transaction_part(),
+                            checkpoint: None,
+                            kinesis_token: None,
+                        };
+                        if !send(part) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Item::Commit(step) => {
+                    boundary.kinesis_token = kinesis.as_ref().and_then(KinesisOutput::last_token);
+                    metrics.transactions.inc();
+                    lake.commit();
+                    in_parts = false;
+                    boundary.last_commit.advance(step);
+                }
+                Item::Heartbeat => metrics.caught_up(),
+                Item::Ddl(ddl) => {
+                    if let Some(kinesis) = &mut kinesis {
+                        kinesis.put_ddl(&ddl)?;
+                    }
+                }
+            }
+        }
+        // Flush when rows are due; otherwise keep the checkpoint (and the lease) fresh, which
+        // also moves it over transactions that the filter left out.
+        let idle_due =
+            lake.committed_rows() == 0 && boundary.checkpointed.elapsed() >= checkpoint_interval;
+        if (lake.flush_due() || idle_due) && !send(boundary.flush(&mut lake)) {
+            return Ok(());
+        }
+    }
+    // The reader stopped: write what is complete. The open transaction is read again next time.
+    if lake.committed_rows() > 0 || boundary.checkpointed_at != boundary.last_commit {
+        send(boundary.flush(&mut lake));
+    }
+    if let Some(kinesis) = kinesis {
+        // Everything put is acknowledged (or the error says why) before the final checkpoint.
+        runtime.block_on(kinesis.producer.shutdown())?;
+    }
+    Ok(())
+}
+
+/// Where the lake thread stands: the last transaction boundary read, and the last it flushed.
+struct Boundary<P> {
+    last_commit: P,
+    /// The last Kinesis record before `last_commit`.
+    kinesis_token: Option<u64>,
+    checkpointed: Instant,
+    checkpointed_at: P,
+}
+
+impl<P: Progress> Boundary<P> {
+    /// A flush of every committed row, which checkpoints the last boundary.
+    fn flush(&mut self, lake: &mut Lake) -> Flush<P> {
+        self.checkpointed = Instant::now();
+        self.checkpointed_at = self.last_commit.clone();
+        Flush {
+            objects: lake.take_committed(),
+            checkpoint: Some(self.last_commit.clone()),
+            kinesis_token: self.kinesis_token,
+        }
+    }
+}
+
+/// `cdcd_rows_total` handles by table and op, so that counting a row costs a lookup, not a
+/// label formatting.
+type RowCounters = std::collections::HashMap<(Arc<str>, Arc<str>, Op), prometheus::IntCounter>;
+
+fn count_row(metrics: &Metrics, counters: &mut RowCounters, event: &ChangeEvent) {
+    metrics.read_commit(event.source.transaction.commit_ts_us);
+    let key = (
+        event.table.schema.clone(),
+        event.table.table.clone(),
+        event.op,
+    );
+    counters
+        .entry(key)
+        .or_insert_with(|| {
+            let table = format!("{}.{}", event.table.schema, event.table.table);
+            metrics.rows.with_label_values(&[&table, event.op.as_str()])
+        })
+        .inc();
+}
+
+/// Writes each flush's objects, then its checkpoint; releases the checkpoint at the end.
+pub async fn upload<C: Checkpoints>(
+    mut flushes: mpsc::Receiver<Flush<C::Progress>>,
+    store: Store,
+    (checkpoints, acks): (C, Option<Acks>),
+    metrics: Arc<Metrics>,
+) -> Result<()> {
+    let mut committer = Committer {
+        checkpoints,
+        acks,
+        saved: Instant::now(),
+        metrics,
+    };
+    // Flushes being encoded (on the blocking pool) and written, up to WRITE_AHEAD at once, so
+    // that encoding and the store's latency overlap; they complete in order.
+    let mut in_flight = futures_util::stream::FuturesOrdered::new();
+    loop {
+        while in_flight.len() < WRITE_AHEAD {
+            let next = if in_flight.is_empty() {
+                flushes.recv().await
+            } else {
+                flushes.try_recv().ok()
+            };
+            let Some(flush) = next else { break };
+            let started = Instant::now();
+            if flush.checkpoint.is_none() {
+                // Parts of a large transaction: recorded in the checkpoint before they are
+                // written, so a crash cannot leave them unknown; nothing else is in flight then.
+                while let Some(written) = in_flight.next().await {
+                    committer.complete(written?, false).await?;
+                }
+                let objects = encode(flush.objects).await?;
+                committer
+                    .checkpoints
+                    .add_pending(objects.iter().map(|o| o.key.clone()).collect());
+                committer.save().await?;
+                let written = write_objects(&store, objects).await?;
+                committer
+                    .complete((None, None, started, written), false)
+                    .await?;
+                continue;
+            }
+            let store = &store;
+            in_flight.push_back(async move {
+                let objects = encode(flush.objects).await?;
+                let written = write_objects(store, objects).await?;
+                Ok::<_, anyhow::Error>((flush.checkpoint, flush.kinesis_token, started, written))
+            });
+        }
+        let Some(written) = in_flight.next().await else {
+            break;
+        };
+        let more = !in_flight.is_empty();
+        committer.complete(written?, more).await?;
+    }
+    committer.release().await
+}
+
+/// Flushes encoded and written at the same time.
+const WRITE_AHEAD: usize = 2;
+
+/// A flush whose objects are durable: the boundary it completes, its Kinesis token, when it
+/// started, and the sizes and row count of its objects.
+type Written<P> = (Option<P>, Option<u64>, Instant, (Vec<u64>, usize));
+
+async fn encode(pending: Pending) -> Result<Vec<Object>> {
+    if pending.rows() == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(tokio::task::spawn_blocking(move || pending.encode())
+        .await
+        .context("the encoder panicked")??)
+}
+
+/// Writes the objects (several at once); their sizes and row count.
+async fn write_objects(store: &Store, objects: Vec<Object>) -> Result<(Vec<u64>, usize)> {
+    let sizes: Vec<u64> = objects.iter().map(|o| o.body.len() as u64).collect();
+    let rows: usize = objects.iter().map(|o| o.rows).sum();
+    futures_util::stream::iter(objects)
+        .map(|object| async move {
+            store
+                .put(&object.key, object.body)
+                .await
+                .with_context(|| format!("writing {} rows to the lake", object.rows))
+        })
+        .buffer_unordered(PARALLEL_PUTS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok((sizes, rows))
+}
+
+/// Moves the checkpoint over flushes whose objects are durable, in order.
+struct Committer<C> {
+    checkpoints: C,
+    acks: Option<Acks>,
+    saved: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl<C: Checkpoints> Committer<C> {
+    /// Accounts for a written flush and checkpoints its boundary. While catching up (`more`
+    /// flushes in flight) the checkpoint is written at most once a second: it only lags, and
+    /// the store is spared a conditional PUT per flush.
+    async fn complete(&mut self, written: Written<C::Progress>, more: bool) -> Result<()> {
+        let (position, kinesis_token, started, (sizes, rows)) = written;
+        self.metrics.objects.inc_by(sizes.len() as u64);
+        self.metrics.bytes.inc_by(sizes.iter().sum());
+        if !sizes.is_empty() {
+            tracing::debug!(objects = sizes.len(), rows, "objects written");
+        }
+        if let Some(position) = position {
+            if let (Some(acks), Some(token)) = (&mut self.acks, kinesis_token) {
+                acks.wait_for(token).await?;
+            }
+            self.checkpoints.advance(position);
+            if !more || self.saved.elapsed() >= Duration::from_secs(1) {
+                self.save().await?;
+            }
+        }
+        self.metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn save(&mut self) -> Result<()> {
+        self.checkpoints.save(false).await?;
+        self.saved = Instant::now();
+        // Advanced, or confirmed while idle: durable up to the source's present.
+        self.metrics.checkpointed();
+        Ok(())
+    }
+
+    /// The final checkpoint, held by nobody.
+    async fn release(mut self) -> Result<()> {
+        self.checkpoints.save(true).await
+    }
+}
