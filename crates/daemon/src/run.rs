@@ -29,13 +29,13 @@ use tokio::sync::mpsc;
 use cdcd_binlog::{Position, Record, Replica, StartFrom, TableFilter};
 use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
-use cdcd_event::{ChangeEvent, DdlEvent, Op};
+use cdcd_event::{ChangeEvent, DdlEvent};
 use cdcd_kinesis::{Acks, Producer};
 use cdcd_sink::{Lake, Masker, Object, Pending, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{Config, SourceArgs};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReadCounters};
 use crate::notify;
 
 #[derive(Args)]
@@ -145,11 +145,11 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     // Not ready when the checkpoint stands still for several intervals (and flushes).
     let stall = (interval * 6).max(Duration::from_secs_f64(config.lake.flush_seconds * 6.0));
     let metrics = Metrics::new(stall)?;
+    metrics.watch_masking(masker.counters());
+    let mut options = args.source.options(&config)?;
+    // The same checks as `cdcd check`: the source's settings, the lake, Kinesis.
+    crate::check::refuse_on_failure(&crate::check::preflight(&config, &options).await)?;
     let store = Store::open(&config.lake.url, &config.lake.s3).await?;
-    store
-        .probe()
-        .await
-        .with_context(|| format!("lake.url {}: cdcd cannot write there", config.lake.url))?;
     let checkpoint_url = checkpoint_url(&config);
     let mut checkpoints = CheckpointStore::open(
         &checkpoint_url,
@@ -164,7 +164,6 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
 
     let filter = TableFilter::parse(&config.source.tables)
         .map_err(|e| anyhow::anyhow!("source.tables: {e}"))?;
-    let mut options = args.source.options(&config)?;
     options.filter = filter;
     options.until_end = args.until_end;
     options.start = match &resume {
@@ -180,6 +179,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         }
         None => crate::tail::parse_from(&config.run.start).context("run.start")?,
     };
+    let retention = crate::metrics::watch_retention(metrics.clone(), options.clone());
     let mut replica = Replica::connect(options).await?;
     let tables = replica.captured_tables().await?;
     let unmatched = masker.unmatched(&tables);
@@ -198,6 +198,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         position: replica.position().clone(),
         pending: Vec::new(),
     };
+    metrics.checkpointed(&start.position);
     if let Some(previous) = &resume {
         // Parts of a large transaction that the last run cut: this run cuts them anew.
         for key in &previous.pending {
@@ -245,6 +246,8 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
 
     let (records_tx, records_rx) = mpsc::channel::<Vec<Record>>(4);
     let (flush_tx, flush_rx) = mpsc::channel::<Flush>(2);
+    metrics.watch_queue("records", &records_tx);
+    metrics.watch_queue("flushes", &flush_tx);
     let runtime = tokio::runtime::Handle::current();
     let lake_metrics = metrics.clone();
     let start_position = start.position.clone();
@@ -279,6 +282,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
+    retention.abort();
     // The uploader's error explains why the stages before it stopped; report it first.
     uploaded?;
     cut?;
@@ -376,7 +380,7 @@ fn cut_objects(
     };
     // Whether the open transaction has already been written in parts.
     let mut in_parts = false;
-    let mut row_counters = RowCounters::new();
+    let mut counters = ReadCounters::default();
     loop {
         metrics.alive();
         // Wake for the next flush or checkpoint, and at least 4 times a second to show the watchdog
@@ -395,7 +399,7 @@ fn cut_objects(
         for record in batch {
             match record {
                 Record::Change(event) => {
-                    count_row(metrics, &mut row_counters, &event);
+                    counters.change(metrics, &event);
                     if let Some(kinesis) = &mut kinesis {
                         kinesis.put_change(&event)?;
                     }
@@ -405,6 +409,7 @@ fn cut_objects(
                             // The parts are recorded in a checkpoint that sits right before
                             // the transaction, so that a restart knows them all.
                             in_parts = true;
+                            metrics.large_transactions.inc();
                             if !send(boundary.flush(&mut lake)) {
                                 return Ok(());
                             }
@@ -421,7 +426,7 @@ fn cut_objects(
                 }
                 Record::Commit(position) => {
                     boundary.kinesis_token = kinesis.as_ref().and_then(KinesisOutput::last_token);
-                    metrics.transactions.inc();
+                    counters.commit(metrics, &position);
                     lake.commit();
                     in_parts = false;
                     boundary.last_commit = position;
@@ -473,26 +478,6 @@ impl Boundary {
             kinesis_token: self.kinesis_token,
         }
     }
-}
-
-/// `cdcd_rows_total` handles by table and op, so that counting a row costs a lookup, not a
-/// label formatting.
-type RowCounters = std::collections::HashMap<(Arc<str>, Arc<str>, Op), prometheus::IntCounter>;
-
-fn count_row(metrics: &Metrics, counters: &mut RowCounters, event: &ChangeEvent) {
-    metrics.read_commit(event.source.transaction.commit_ts_us);
-    let key = (
-        event.table.schema.clone(),
-        event.table.table.clone(),
-        event.op,
-    );
-    counters
-        .entry(key)
-        .or_insert_with(|| {
-            let table = format!("{}.{}", event.table.schema, event.table.table);
-            metrics.rows.with_label_values(&[&table, event.op.as_str()])
-        })
-        .inc();
 }
 
 /// Writes each flush's objects, then its checkpoint; releases the checkpoint at the end.
@@ -629,7 +614,7 @@ impl Committer {
         self.checkpoints.save(&self.checkpoint, false).await?;
         self.saved = Instant::now();
         // Advanced, or confirmed while idle: durable up to the source's present.
-        self.metrics.checkpointed();
+        self.metrics.checkpointed(&self.checkpoint.position);
         Ok(())
     }
 
