@@ -119,10 +119,8 @@ async fn store_check(name: &'static str, url: &str, s3: &S3Config) -> Finding {
         Err(e) => item(
             Status::Fail,
             name,
-            format!(
-                "{url}: cdcd cannot write there ({e}); it needs s3:PutObject, s3:GetObject and \
-                 s3:DeleteObject on the prefix (deploy/iam/capture.json)"
-            ),
+            // The store's errors name the cause and the fix (bucket, permission, endpoint).
+            format!("{url}: cdcd cannot write there: {e}"),
         ),
     }
 }

@@ -603,3 +603,57 @@ async fn respond(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::i
     stream.write_all(&body).await?;
     stream.shutdown().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(metrics: &Metrics, name: &str) -> String {
+        let text = String::from_utf8(metrics.render()).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_string))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    #[test]
+    fn lag_grows_while_stalled_and_is_zero_when_caught_up() {
+        let metrics = Metrics::new(Duration::from_secs(60)).unwrap();
+        let lag = |m: &Metrics| {
+            sample(m, "cdcd_replication_lag_seconds")
+                .parse::<f64>()
+                .unwrap()
+        };
+        assert_eq!(lag(&metrics), 0.0, "nothing read yet");
+        metrics.read_commit(now_us() - 5_000_000);
+        let first = lag(&metrics);
+        assert!((5.0..6.0).contains(&first), "{first}");
+        // No event, no heartbeat: the lag keeps growing instead of freezing at 5 s.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(lag(&metrics) >= first + 1.0);
+        metrics.caught_up();
+        assert_eq!(lag(&metrics), 0.0);
+    }
+
+    #[test]
+    fn headroom_counts_down_and_infinity_is_plus_inf() {
+        let metrics = Metrics::new(Duration::from_secs(60)).unwrap();
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            !text.contains("cdcd_binlog_retention_headroom_seconds"),
+            "absent until known"
+        );
+        let name = "cdcd_binlog_retention_headroom_seconds";
+        let in_an_hour = now_us() as f64 / 1e6 + 3600.0;
+        metrics
+            .purge_at
+            .store(in_an_hour.to_bits(), Ordering::Relaxed);
+        let headroom: f64 = sample(&metrics, name).parse().unwrap();
+        assert!((3598.0..=3600.0).contains(&headroom), "{headroom}");
+        metrics.purge_at.store(1.0f64.to_bits(), Ordering::Relaxed);
+        assert_eq!(sample(&metrics, name), "0", "past: 0, not negative");
+        metrics
+            .purge_at
+            .store(f64::INFINITY.to_bits(), Ordering::Relaxed);
+        assert_eq!(sample(&metrics, name), "+Inf");
+    }
+}
