@@ -647,6 +647,7 @@ async fn prometheus_scrapes_cdcd_run() {
     conn.query_drop(format!("DROP DATABASE {db}"))
         .await
         .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     println!(
         "Prometheus scraped cdcd run: up = {up}, cdcd_rows_total (insert) = {counted} = \
          SELECT COUNT(*) ({rows}), lag once idle = {lag} s, retention headroom = {headroom}; \
