@@ -516,6 +516,7 @@ async fn retention_headroom_counts_down_from_the_file_time(server: &PrivateMaria
         .duration_since(written)
         .unwrap()
         .as_secs_f64();
+    read_counters_match_the_binlog(&mut root).await;
     stop(&mut child);
     let expected = 7200.0 - age;
     assert!(
@@ -527,6 +528,72 @@ async fn retention_headroom_counts_down_from_the_file_time(server: &PrivateMaria
          {metric} = {headroom} (expected {expected:.1})"
     );
     set_global(&mut root, "binlog_expire_logs_seconds = 259200").await;
+}
+
+/// While the headroom scenario's `cdcd run` (metrics on 10612) follows the private server from a
+/// rotated file: rows, row events and binlog bytes as the server's own binlog tells them (SHOW
+/// BINLOG EVENTS, SHOW MASTER STATUS).
+async fn read_counters_match_the_binlog(root: &mut Conn) {
+    root.query_drop(
+        "CREATE TABLE cdc.ops_counted (id INT PRIMARY KEY); \
+         INSERT INTO cdc.ops_counted VALUES (1), (2), (3); \
+         INSERT INTO cdc.ops_counted VALUES (4)",
+    )
+    .await
+    .unwrap();
+    let row: mysql_async::Row = root
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .unwrap()
+        .unwrap();
+    let (file, end): (String, u64) = (row.get(0).unwrap(), row.get(1).unwrap());
+    let types: Vec<String> = root
+        .query_map(
+            format!("SHOW BINLOG EVENTS IN '{file}'"),
+            |row: mysql_async::Row| row.get::<String, _>(2).unwrap(),
+        )
+        .await
+        .unwrap();
+    let rows_events = types.iter().filter(|t| t.starts_with("Write_rows")).count();
+    let expected = [
+        (
+            r#"cdcd_rows_total{op="insert",table="cdc.ops_counted"}"#,
+            4.0,
+        ),
+        (
+            r#"cdcd_events_total{op="insert",table="cdc.ops_counted"}"#,
+            rows_events as f64,
+        ),
+        // cdcd started in an earlier file, which ends after its last transaction (a ROTATE):
+        // all of `file` up to its end counts, less its 4-byte magic number.
+        ("cdcd_binlog_bytes_read_total", end as f64 - 4.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = scrape(10_612).unwrap_or_default();
+        let got: Vec<Option<f64>> = expected
+            .iter()
+            .map(|(name, _)| sample(&text, name))
+            .collect();
+        if expected
+            .iter()
+            .zip(&got)
+            .all(|((_, want), got)| *got == Some(*want))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {expected:?}, /metrics says {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    println!(
+        "3 + 1 rows inserted in 2 statements -> cdcd_rows_total 4, cdcd_events_total \
+         {rows_events} (Write_rows events in SHOW BINLOG EVENTS), cdcd_binlog_bytes_read_total \
+         {} (SHOW MASTER STATUS: {file} at {end}, less the 4-byte magic)",
+        end - 4
+    );
 }
 
 /// The MySQL-only items, read from the shared MySQL: gtid_mode and binlog_row_value_options as

@@ -443,19 +443,27 @@ fn render_kinesis(m: &cdcd_kinesis::ProducerMetrics, out: &mut Vec<u8>) {
 /// The lake thread's counting of what it reads: rows and row events by table and op,
 /// transactions, and binlog bytes. Holds the counter handles, so that counting a row costs a
 /// lookup, not a label formatting.
-#[derive(Default)]
 pub struct ReadCounters {
     by_table: HashMap<TableOp, (IntCounter, IntCounter)>,
     /// The rows event of the last change (its transaction and offset): a new one is one more event.
     last_event: Option<(usize, u64)>,
     /// The last transaction boundary's file and offset.
-    last_position: Option<(String, u64)>,
+    last_position: (String, u64),
 }
 
 /// Schema, table and operation: the labels of the row and event counters.
 type TableOp = (Arc<str>, Arc<str>, Op);
 
 impl ReadCounters {
+    /// Counting from `start`, where reading begins.
+    pub fn new(start: &Position) -> ReadCounters {
+        ReadCounters {
+            by_table: HashMap::new(),
+            last_event: None,
+            last_position: (start.file.clone(), start.pos),
+        }
+    }
+
     /// A row change was read.
     pub fn change(&mut self, metrics: &Metrics, event: &ChangeEvent) {
         let transaction = &event.source.transaction;
@@ -484,22 +492,19 @@ impl ReadCounters {
     /// A transaction ended; `position` is where the next one starts.
     pub fn commit(&mut self, metrics: &Metrics, position: &Position) {
         metrics.transactions.inc();
-        match &mut self.last_position {
-            Some((file, pos)) if *file == position.file => {
-                metrics
-                    .binlog_bytes
-                    .inc_by(position.pos.saturating_sub(*pos));
-                *pos = position.pos;
-            }
-            last => {
-                // The first boundary, or one in a new file: from the new file's first event (its
-                // 4-byte magic number precedes it).
-                if last.is_some() {
-                    metrics.binlog_bytes.inc_by(position.pos.saturating_sub(4));
-                }
-                *last = Some((position.file.clone(), position.pos));
-            }
+        let (file, pos) = &mut self.last_position;
+        if *file == position.file {
+            metrics
+                .binlog_bytes
+                .inc_by(position.pos.saturating_sub(*pos));
+        } else {
+            // A boundary in a later file: that file from its first event on (after its 4-byte
+            // magic number). The end of the files before it, after their last boundary (a
+            // ROTATE event), is not counted.
+            metrics.binlog_bytes.inc_by(position.pos.saturating_sub(4));
+            position.file.clone_into(file);
         }
+        *pos = position.pos;
     }
 }
 

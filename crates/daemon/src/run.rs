@@ -370,6 +370,7 @@ fn cut_objects(
     let runtime = tokio::runtime::Handle::current();
     // False once the uploader has stopped (its error is the one reported).
     let send = |flush: Flush| flushes.blocking_send(flush).is_ok();
+    let mut counters = ReadCounters::new(&start);
     // The last transaction boundary read (at first, where reading began), and when a checkpoint
     // was last sent on.
     let mut boundary = Boundary {
@@ -380,7 +381,6 @@ fn cut_objects(
     };
     // Whether the open transaction has already been written in parts.
     let mut in_parts = false;
-    let mut counters = ReadCounters::default();
     loop {
         metrics.alive();
         // Wake for the next flush or checkpoint, and at least 4 times a second to show the watchdog
