@@ -22,7 +22,8 @@
 # Env: SOAK_SECONDS=600 SOAK_SAMPLE_SECONDS=5 SOAK_WARMUP_SECONDS=60 SOAK_TPS=10 SOAK_TXN_ROWS=20
 #      SOAK_MAX_GROWTH_MIB=8 SOAK_PORT=3307 (MariaDB, users root and repl/replpw as scripts/mariadb.sh
 #      makes them) SOAK_SERVER_ID=7590 SOAK_METRICS_PORT=10640 SOAK_LAKE (default: a directory)
-#      CARGO_TARGET_DIR  honoured for the release build
+#      CARGO_TARGET_DIR  honoured for the release build; CDCD_BIN=path skips the build and soaks that
+#      binary instead (smoke runs of this script)
 # Report on stdout, progress on stderr. Exit 0: RSS flat and every row counted; 1: error; 3: RSS grew.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,11 +48,12 @@ for v in SECONDS_TOTAL SAMPLE TPS TXN_ROWS MAX_GROWTH; do posint "${!v}" || die 
 
 TMP=$(mktemp -d /tmp/cdcd-ops-soak.XXXXXX)
 LAKE=${SOAK_LAKE:-$TMP/lake}
-CDCD_PID= WRITER_PID=
+CDCD_PID= WRITER_PID= CLIENT_PID=
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-  [ -z "$WRITER_PID" ] || kill "$WRITER_PID" 2>/dev/null || true
-  [ -z "$CDCD_PID" ] || kill "$CDCD_PID" 2>/dev/null || true
+  local pid
+  for pid in $WRITER_PID $CLIENT_PID $CDCD_PID; do kill "$pid" 2>/dev/null || true; done
+  [ -z "$CLIENT_PID" ] || wait "$CLIENT_PID" 2>/dev/null || true
   sql -e "DROP DATABASE IF EXISTS $DB" 2>/dev/null || log "WARNING: could not drop database $DB"
   rm -rf "$TMP"
 }
@@ -60,15 +62,20 @@ sql() { mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot -N -B "$@"; }
 
 # ---- build, services
 command -v mariadb >/dev/null || apt_install mariadb-client
-t0=$(now_ms)
-log "building cdcd (cargo build --release -p cdcd)"
-(cd "$ROOT" && cargo build --release -p cdcd) > "$TMP/build.log" 2>&1 ||
-  { tail -40 "$TMP/build.log" >&2; die "cargo build --release -p cdcd failed"; }
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-CDCD=$TARGET/release/cdcd
-[ -x "$CDCD" ] || die "no binary at $CDCD after the build"
-log "cdcd built in $(since_s "$t0") s"
+if [ -n "${CDCD_BIN:-}" ]; then
+  CDCD=$CDCD_BIN
+  [ -x "$CDCD" ] || die "CDCD_BIN=$CDCD is not an executable"
+else
+  t0=$(now_ms)
+  log "building cdcd (cargo build --release -p cdcd)"
+  (cd "$ROOT" && cargo build --release -p cdcd) > "$TMP/build.log" 2>&1 ||
+    { tail -40 "$TMP/build.log" >&2; die "cargo build --release -p cdcd failed"; }
+  TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+  case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+  CDCD=$TARGET/release/cdcd
+  [ -x "$CDCD" ] || die "no binary at $CDCD after the build"
+  log "cdcd built in $(since_s "$t0") s"
+fi
 if [ "$PORT" = 3307 ]; then "$HERE/services.sh" start >&2; fi
 # shellcheck disable=SC1090
 [ -f /tmp/cdcd-services.env ] && . /tmp/cdcd-services.env
@@ -117,7 +124,10 @@ CDCD_PID=$!
 for _ in $(seq 1 100); do port_in_use "$METRICS_PORT" && break; sleep 0.2; done
 port_in_use "$METRICS_PORT" || { cat "$TMP/cdcd.err" >&2; die "cdcd run did not start"; }
 
-# ---- the writer: one client, SOAK_TPS transactions a second
+# ---- the writer: one client reading a FIFO, fed SOAK_TPS transactions a second
+mkfifo "$TMP/sql"
+mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot < "$TMP/sql" > "$TMP/client.log" 2>&1 &
+CLIENT_PID=$!
 rows_sql=$(for i in $(seq 1 "$TXN_ROWS"); do
   printf "%s('user%d@example.com', 'call +1 555 010 %04d or mail x%d@example.org', %d.25, 0, NOW(6))" \
     "$([ "$i" = 1 ] || echo ', ')" "$i" "$i" "$i" "$i"
@@ -128,12 +138,12 @@ done)
   while :; do
     echo "BEGIN; INSERT INTO $DB.events (email, note, amount, touched, at) VALUES $rows_sql;"
     echo "UPDATE $DB.events SET touched = touched + 1 WHERE touched = 0 ORDER BY id LIMIT 5;"
-    echo "DELETE FROM $DB.events WHERE id < LAST_INSERT_ID() - 2000; COMMIT;"
+    echo "DELETE FROM $DB.events WHERE id + 2000 < LAST_INSERT_ID(); COMMIT;"
     tick=$((tick + 1))
     # Sleep until this tick's slot: a steady rate, not one that drifts with the client's latency.
     wait_ms=$(( start + tick * 1000 / TPS - $(now_ms) ))
     [ "$wait_ms" -le 0 ] || sleep "$(printf '%d.%03d' $((wait_ms / 1000)) $((wait_ms % 1000)))"
-  done | mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot
+  done > "$TMP/sql"
 ) &
 WRITER_PID=$!
 log "soak: ${SECONDS_TOTAL} s at $((TPS * TXN_ROWS)) rows/s inserted ($TPS transactions/s), RSS every $SAMPLE s (pid $CDCD_PID)"
@@ -145,7 +155,7 @@ t_start=$(now_ms)
 next=0
 while [ $(( ($(now_ms) - t_start) / 1000 )) -lt "$SECONDS_TOTAL" ]; do
   kill -0 "$CDCD_PID" 2>/dev/null || { tail -20 "$TMP/cdcd.err" >&2; die "cdcd run stopped during the soak"; }
-  kill -0 "$WRITER_PID" 2>/dev/null || die "the writer stopped during the soak"
+  kill -0 "$CLIENT_PID" 2>/dev/null || { cat "$TMP/client.log" >&2; die "the writer stopped during the soak"; }
   elapsed=$(( ($(now_ms) - t_start) / 1000 ))
   if [ "$elapsed" -ge "$next" ]; then
     echo "$elapsed $(rss_kib "$CDCD_PID")" >> "$TMP/samples"
@@ -156,9 +166,12 @@ while [ $(( ($(now_ms) - t_start) / 1000 )) -lt "$SECONDS_TOTAL" ]; do
 done
 
 # ---- stop the writer, let cdcd catch up, compare the counts
+# The client ends at the end of its input, once it has run what it was sent.
 kill "$WRITER_PID" 2>/dev/null || true
 wait "$WRITER_PID" 2>/dev/null || true
 WRITER_PID=
+wait "$CLIENT_PID" 2>/dev/null || true
+CLIENT_PID=
 inserted=$(sql -e "SELECT AUTO_INCREMENT - 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$DB' AND TABLE_NAME = 'events'")
 scrape() { exec 3<>"/dev/tcp/127.0.0.1/$METRICS_PORT"; printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3; cat <&3; exec 3<&-; }
 counted=
