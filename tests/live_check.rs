@@ -656,6 +656,8 @@ async fn prometheus_scrapes_cdcd_run() {
     let config = config("prometheus", &mariadb.repl_url, server_id, "");
     let mut cdcd_run = cdcd(&config, &["run"])
         .env("CDCD_SOURCE__TABLES", format!("{db}.*"))
+        // A transaction of more rows than this is written in parts: a large transaction.
+        .env("CDCD_LAKE__MAX_ROWS", "20")
         .spawn()
         .unwrap();
     // run.start = "end": the rows go in once cdcd follows the source.
@@ -690,6 +692,11 @@ async fn prometheus_scrapes_cdcd_run() {
             .await
             .unwrap();
     }
+    // One transaction of 30 rows, over lake.max_rows = 20.
+    let values: Vec<String> = (51..=80).map(|id| format!("({id}, 'v{id}')")).collect();
+    conn.query_drop(format!("INSERT INTO {db}.t VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
     let rows: u64 = conn
         .query_first(format!("SELECT COUNT(*) FROM {db}.t"))
         .await
@@ -702,6 +709,7 @@ async fn prometheus_scrapes_cdcd_run() {
     );
     // Caught up and idle: heartbeats every second bring the lag to 0 and keep it there.
     let lag = wait_for(r#"cdcd_replication_lag_seconds{job="cdcd"}"#, |v| v == "0");
+    let large = wait_for(r#"cdcd_large_transactions_total{job="cdcd"}"#, |v| v == "1");
     let headroom = wait_for(
         r#"cdcd_binlog_retention_headroom_seconds{job="cdcd"}"#,
         |v| !v.is_empty(),
@@ -717,7 +725,8 @@ async fn prometheus_scrapes_cdcd_run() {
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "Prometheus scraped cdcd run: up = {up}, cdcd_rows_total (insert) = {counted} = \
-         SELECT COUNT(*) ({rows}), lag once idle = {lag} s, retention headroom = {headroom}; \
+         SELECT COUNT(*) ({rows}), large transactions = {large} (one of 30 rows, max_rows 20), \
+         lag once idle = {lag} s, retention headroom = {headroom}; \
          promtool check metrics passes on the live scrape"
     );
 }
