@@ -623,6 +623,17 @@ async fn check_reads_mysql_gtid_mode_and_row_value_options() {
         assert!(options_line.contains(&value_options), "{options_line}");
     }
     line_of(&lines, "OK", "privileges");
+    let expire: u64 = root
+        .query_first("SELECT @@GLOBAL.binlog_expire_logs_seconds")
+        .await
+        .unwrap()
+        .unwrap();
+    let retention = line_of(&lines, "OK", "binlog retention");
+    assert!(
+        retention.contains(&format!("{} hours", expire / 3600)),
+        "binlog_expire_logs_seconds = {expire}: {retention}"
+    );
+    println!("MySQL says binlog_expire_logs_seconds = {expire} -> `{retention}`");
     println!(
         "MySQL says gtid_mode = {gtid_mode}, binlog_row_value_options = '{value_options}' -> \
          `{line}`, `{options_line}`"
