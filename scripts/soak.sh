@@ -17,6 +17,9 @@
 # (cdcd_rows_total, insert) differs from the rows the table's AUTO_INCREMENT says were inserted.
 #
 #   scripts/soak.sh                # against the shared test MariaDB (scripts/services.sh), 10 minutes
+#   BASE=/tmp/cdcd-ops-mariadb PORT=3420 scripts/mariadb.sh start && SOAK_PORT=3420 scripts/soak.sh
+#                                  # against a private MariaDB: nothing else writes to it (cdcd stops on
+#                                  # a MINIMAL row image, and test suites write some on the shared one)
 #   SOAK_SECONDS=120 scripts/soak.sh
 #
 # Env: SOAK_SECONDS=600 SOAK_SAMPLE_SECONDS=5 SOAK_WARMUP_SECONDS=60 SOAK_TPS=10 SOAK_TXN_ROWS=20
