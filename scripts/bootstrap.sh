@@ -5,7 +5,8 @@
 #   Debian: mariadb-server mariadb-client (private MariaDB 10.11 for tests), openssl (test CA),
 #           debootstrap (Debian sid chroot for Oracle MySQL 9.7, built by scripts/mysql.sh),
 #           build-essential pkg-config (C toolchain for Rust build scripts), ca-certificates,
-#           python3-venv (venv of scripts/aws.sh), prometheus (promtool), systemd (systemd-analyze);
+#           python3-venv (venv of scripts/aws.sh), prometheus (promtool, and the server that
+#           tests/live_check.rs scrapes cdcd with), systemd (systemd-analyze);
 #           Node.js + npm come with the machine (scripts/aws.sh installs Debian's only if node is missing)
 #   Rust:   the machine's rustup toolchain must already exist; rustfmt/clippy are added if missing
 #

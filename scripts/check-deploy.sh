@@ -12,7 +12,8 @@
 #               ServiceMonitor/PrometheusRule against the prometheus-operator CRD schemas (npm
 #               @kubernetes-models/prometheus-operator); checkov (kubernetes + Dockerfile).
 #   Prometheus  promtool check rules on the rule groups extracted from the rendered PrometheusRule;
-#               deploy/prometheus/cdcd-alerts.yml in sync with the chart; promtool test rules.
+#               deploy/prometheus/cdcd-alerts.yml in sync with the chart; promtool test rules;
+#               every cdcd_* metric the rules use is in docs/operations.md's metrics table.
 #   cdcd        every rendered config.toml and the systemd example are loaded by the real cdcd
 #               binary when one is built (unknown keys are errors there).
 #   systemd     deploy/systemd/install.sh into a staging root; systemd-analyze verify prints
@@ -300,6 +301,16 @@ prom_alerts_file() {
   else
     sed 's/^/       /' "$WORK/promtest.out"; echo "  FAIL promtool test rules deploy/prometheus/cdcd-alerts.test.yml"; rc=1
   fi
+  # An alert on a metric cdcd does not export never fires: every cdcd_* name the rules use must be
+  # in the metrics table of docs/operations.md (which lists what /metrics serves).
+  local name used=0
+  for name in $(grep -o 'cdcd_[a-z_]*' deploy/prometheus/cdcd-alerts.yml | sort -u); do
+    used=$((used + 1))
+    if ! grep -q "^| \`$name\` |" docs/operations.md; then
+      echo "  FAIL the alert rules use $name, which is not a metric in docs/operations.md"; rc=1
+    fi
+  done
+  [ $rc != 0 ] || echo "  ok   the $used cdcd_* metrics the alert rules use are in docs/operations.md's metrics table"
   return $rc
 }
 

@@ -1,7 +1,8 @@
 //! `cdcd check`: is this server ready for change data capture? One finding per setting, each with
 //! what to do about it. Failures are settings under which cdcd refuses to run or could not see every
-//! change; warnings are settings that work but cost something (no checksums, names from
-//! `information_schema`, short binlog retention).
+//! change (or would lose its position after a short stop); warnings are settings that work but cost
+//! something (no checksums, names from `information_schema`, binlog retention under a day, no
+//! GTIDs).
 
 use mysql_async::prelude::Queryable;
 
@@ -9,6 +10,7 @@ use cdcd_event::Flavor;
 
 use crate::error::Result;
 use crate::replica::{connect, connection_opts, first_row, first_value, ReplicaOptions};
+use crate::retention::retention;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -186,6 +188,18 @@ pub async fn check_source(options: &ReplicaOptions) -> Result<Vec<Finding>> {
                     position
                 },
             ));
+            let strict = get(first_value(&mut conn, &variable("gtid_strict_mode")).await?);
+            findings.push(if strict == "1" || strict.eq_ignore_ascii_case("ON") {
+                finding(Status::Ok, "gtid_strict_mode", "ON")
+            } else {
+                finding(
+                    Status::Warn,
+                    "gtid_strict_mode",
+                    "OFF: a domain's sequence numbers may go backwards (alternative futures after \
+                     a failover), and a GTID position then names no single point; set \
+                     gtid_strict_mode=ON",
+                )
+            });
             let compress = get(first_value(&mut conn, &variable("log_bin_compress")).await?);
             findings.push(if compress == "1" || compress.eq_ignore_ascii_case("ON") {
                 finding(
@@ -209,6 +223,18 @@ pub async fn check_source(options: &ReplicaOptions) -> Result<Vec<Finding>> {
                  source.server_id"
             ),
         )
+    } else if let Some(host) = replica_with_id(&mut conn, flavor, options.server_id).await {
+        // An earlier run of this cdcd stays registered until the server notices it is gone.
+        finding(
+            Status::Warn,
+            "server_id",
+            format!(
+                "a replica with id {} is connected ({host}): unless that is this cdcd's last run, \
+                 which the server drops within a heartbeat, give each replica and cdcd its own \
+                 source.server_id (the server disconnects the older of two with one id)",
+                options.server_id
+            ),
+        )
     } else {
         finding(
             Status::Ok,
@@ -218,8 +244,58 @@ pub async fn check_source(options: &ReplicaOptions) -> Result<Vec<Finding>> {
     });
 
     findings.push(privileges(&mut conn, flavor).await?);
-    findings.push(retention(&mut conn).await);
+    findings.push(retention_finding(&mut conn).await);
     Ok(findings)
+}
+
+/// The host of a connected replica registered with `server_id`, from SHOW REPLICAS (MySQL 8.0.22+)
+/// or SHOW SLAVE HOSTS; `None` when there is none or the user may not list them.
+async fn replica_with_id(
+    conn: &mut mysql_async::Conn,
+    flavor: Flavor,
+    server_id: u32,
+) -> Option<String> {
+    let statements: &[&str] = match flavor {
+        Flavor::MySql => &["SHOW REPLICAS", "SHOW SLAVE HOSTS"],
+        Flavor::MariaDb => &["SHOW SLAVE HOSTS"],
+    };
+    for statement in statements {
+        // Columns: Server_id, Host, Port, Source/Master id, …
+        if let Ok(rows) = conn.query::<mysql_async::Row, _>(*statement).await {
+            return rows.into_iter().find_map(|row| {
+                let id: Option<u32> = row.get(0);
+                let host: Option<String> = row.get(1);
+                (id == Some(server_id)).then(|| host.unwrap_or_default())
+            });
+        }
+    }
+    None
+}
+
+/// The privileges of SHOW GRANTS lines: global ones (`ON *.*`), and whether SELECT is granted
+/// anywhere (a schema-level SELECT on the captured schemas is enough).
+fn granted(grants: &[String]) -> (Vec<String>, bool) {
+    let mut global = Vec::new();
+    let mut select_anywhere = false;
+    for grant in grants {
+        let upper = grant.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix("GRANT ") else {
+            continue;
+        };
+        let Some((privileges, object)) = rest.split_once(" ON ") else {
+            continue;
+        };
+        let is_global = object.trim_start().starts_with("*.*");
+        for privilege in privileges.split(',').map(str::trim) {
+            if privilege == "SELECT" || privilege.starts_with("ALL") {
+                select_anywhere = true;
+            }
+            if is_global {
+                global.push(privilege.to_string());
+            }
+        }
+    }
+    (global, select_anywhere)
 }
 
 /// REPLICATION SLAVE, REPLICATION CLIENT (MariaDB: BINLOG MONITOR) and SELECT, from SHOW GRANTS.
@@ -230,17 +306,25 @@ async fn privileges(conn: &mut mysql_async::Conn, flavor: Flavor) -> Result<Find
             .map_err(crate::error::Error::server(
                 "reading the user's grants (SHOW GRANTS)",
             ))?;
-    let text = grants.join(" ").to_ascii_uppercase();
-    let all = text.contains("ALL PRIVILEGES ON *.*");
+    let (global, select_anywhere) = granted(&grants);
+    let all = global.iter().any(|p| p.starts_with("ALL"));
+    let has = |names: &[&str]| all || global.iter().any(|p| names.contains(&p.as_str()));
     let client = if flavor == Flavor::MariaDb {
         "BINLOG MONITOR"
     } else {
         "REPLICATION CLIENT"
     };
-    let missing: Vec<&str> = ["REPLICATION SLAVE", client, "SELECT"]
-        .into_iter()
-        .filter(|p| !all && !text.contains(p))
-        .collect();
+    let mut missing = Vec::new();
+    if !has(&["REPLICATION SLAVE"]) {
+        missing.push("REPLICATION SLAVE");
+    }
+    // MariaDB 10.5 renamed REPLICATION CLIENT to BINLOG MONITOR (the old name is an alias).
+    if !has(&["REPLICATION CLIENT", "BINLOG MONITOR"]) {
+        missing.push(client);
+    }
+    if !select_anywhere {
+        missing.push("SELECT");
+    }
     Ok(if missing.is_empty() {
         finding(
             Status::Ok,
@@ -252,7 +336,8 @@ async fn privileges(conn: &mut mysql_async::Conn, flavor: Flavor) -> Result<Find
             Status::Fail,
             "privileges",
             format!(
-                "missing {}: GRANT {} ON *.* TO the cdcd user",
+                "missing {}: GRANT {} ON *.* TO the cdcd user (SELECT may be granted on the \
+                 captured schemas only)",
                 missing.join(", "),
                 missing.join(", ")
             ),
@@ -260,56 +345,92 @@ async fn privileges(conn: &mut mysql_async::Conn, flavor: Flavor) -> Result<Find
     })
 }
 
+/// Retention under this fails: a restart, a deploy or an S3 outage would lose the position.
+const MIN_RETENTION_SECONDS: u64 = 3600;
+/// Retention under this warns: a cdcd stopped over a weekend night could not resume.
+const RECOMMENDED_RETENTION_SECONDS: u64 = 24 * 3600;
+
 /// How long the server keeps binlogs: a stopped cdcd must restart within that time.
-async fn retention(conn: &mut mysql_async::Conn) -> Finding {
-    // Aurora keeps binlogs as `binlog retention hours` says (NULL: purged as soon as possible).
-    if let Ok(rows) = conn
-        .query::<(Option<String>, Option<String>), _>("CALL mysql.rds_show_configuration")
-        .await
-    {
-        let hours = rows
-            .into_iter()
-            .find(|(name, _)| name.as_deref() == Some("binlog retention hours"))
-            .and_then(|(_, value)| value);
-        return match hours {
-            Some(h) => finding(Status::Ok, "binlog retention", format!("{h} hours (Aurora)")),
-            None => finding(
-                Status::Fail,
-                "binlog retention",
-                "Aurora purges binlogs as soon as it can: CALL mysql.rds_set_configuration('binlog \
-                 retention hours', 72)",
-            ),
-        };
-    }
-    // MySQL 8+ and MariaDB 10.6+ count seconds; older servers count days.
-    let seconds: u64 = match first_value(conn, "SELECT @@GLOBAL.binlog_expire_logs_seconds").await {
-        Ok(Some(s)) => s.parse().unwrap_or(0),
-        _ => first_value(conn, "SELECT @@GLOBAL.expire_logs_days")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|d| d.parse::<f64>().ok())
-            .map_or(0, |days| (days * 86_400.0) as u64),
+async fn retention_finding(conn: &mut mysql_async::Conn) -> Finding {
+    const ITEM: &str = "binlog retention";
+    let retention = match retention(conn).await {
+        Ok(retention) => retention,
+        Err(e) => {
+            return finding(
+                Status::Warn,
+                ITEM,
+                format!("cannot read the retention settings: {e}"),
+            )
+        }
     };
-    match seconds {
-        0 => finding(
+    let aurora = retention.setting.contains("Aurora");
+    let fix = if aurora {
+        "CALL mysql.rds_set_configuration('binlog retention hours', 72)"
+    } else {
+        "SET PERSIST binlog_expire_logs_seconds = 259200 (MariaDB: SET GLOBAL, and in the config)"
+    };
+    let Some(period) = retention.period else {
+        return finding(
             Status::Ok,
-            "binlog retention",
-            "binlogs are never purged automatically",
-        ),
-        s if s < 24 * 3600 => finding(
-            Status::Warn,
-            "binlog retention",
+            ITEM,
             format!(
-                "{} hours: a cdcd stopped longer than that cannot resume; keep at least a day \
-                 (binlog_expire_logs_seconds)",
-                s / 3600
+                "binlogs are never purged automatically ({}); watch the server's disk",
+                retention.setting
             ),
-        ),
-        s => finding(
-            Status::Ok,
-            "binlog retention",
-            format!("{} hours", s / 3600),
-        ),
+        );
+    };
+    let seconds = period.as_secs();
+    let shown = if seconds % 3600 == 0 {
+        format!("{} hours", seconds / 3600)
+    } else {
+        format!("{seconds} s")
+    };
+    if seconds < MIN_RETENTION_SECONDS {
+        finding(
+            Status::Fail,
+            ITEM,
+            format!(
+                "{shown} ({}): a cdcd stopped longer than that (a restart, a deploy, an S3 \
+                 outage) loses its position; keep at least a day: {fix}",
+                retention.setting
+            ),
+        )
+    } else if seconds < RECOMMENDED_RETENTION_SECONDS {
+        finding(
+            Status::Warn,
+            ITEM,
+            format!(
+                "{shown} ({}): a cdcd stopped longer than that cannot resume; keep at least a \
+                 day: {fix}",
+                retention.setting
+            ),
+        )
+    } else {
+        finding(Status::Ok, ITEM, format!("{shown} ({})", retention.setting))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_are_read_per_privilege_and_scope() {
+        let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (global, select) = granted(&lines(&[
+            "GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `repl`@`%` IDENTIFIED BY PASSWORD '*X'",
+        ]));
+        assert_eq!(global, ["SELECT", "REPLICATION SLAVE", "BINLOG MONITOR"]);
+        assert!(select);
+        // REPLICATION SLAVE ADMIN is not REPLICATION SLAVE; a schema-level SELECT counts.
+        let (global, select) = granted(&lines(&[
+            "GRANT REPLICATION SLAVE ADMIN ON *.* TO `u`@`%`",
+            "GRANT SELECT ON `shop`.* TO `u`@`%`",
+        ]));
+        assert_eq!(global, ["REPLICATION SLAVE ADMIN"]);
+        assert!(select);
+        let (global, select) = granted(&lines(&["GRANT USAGE ON *.* TO `u`@`%`"]));
+        assert_eq!(global, ["USAGE"]);
+        assert!(!select);
     }
 }

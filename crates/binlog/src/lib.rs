@@ -20,6 +20,7 @@ mod filter;
 mod gtid;
 mod json;
 mod replica;
+mod retention;
 mod row;
 mod schema;
 mod table;
@@ -34,3 +35,4 @@ pub use replica::{
     redact_url, Replica, ReplicaCounters, ReplicaOptions, SchemaReader, ServerInfo, StartFrom,
     TlsMode,
 };
+pub use retention::{headroom, Retention};

@@ -1,10 +1,13 @@
 //! `/metrics` (Prometheus text format), `/healthz` and `/readyz` for `cdcd run` and `cdcd sink`.
 //!
-//! Labels name tables and operations, never row values. Ages (checkpoint, lag) are computed when
-//! scraped, so they keep growing when the pipeline stalls instead of freezing at the last update.
+//! Labels name tables, operations, queues, actions and error codes, never row values. Ages
+//! (checkpoint, lag) and the binlog retention headroom are computed when scraped, so they keep
+//! moving when the pipeline stalls instead of freezing at the last update. Every metric is
+//! documented in docs/operations.md.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -13,12 +16,21 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use cdcd_binlog::{Position, ReplicaOptions};
+use cdcd_event::{ChangeEvent, Op};
+use cdcd_sink::MaskingCounters;
 
 /// Everything `cdcd run` reports.
 pub struct Metrics {
     registry: Registry,
-    pub rows: IntCounterVec,
-    pub transactions: IntCounter,
+    rows: IntCounterVec,
+    events: IntCounterVec,
+    binlog_bytes: IntCounter,
+    transactions: IntCounter,
+    /// Transactions too large to buffer, written to the lake in parts.
+    pub large_transactions: IntCounter,
     pub objects: IntCounter,
     pub bytes: IntCounter,
     pub flush_seconds: Histogram,
@@ -39,9 +51,24 @@ pub struct Metrics {
     /// How long the checkpoint may stand still before `/readyz` fails.
     stall: Duration,
     /// The Kinesis producer's counters, when `cdcd run` has a Kinesis output.
-    kinesis: std::sync::OnceLock<Arc<cdcd_kinesis::ProducerMetrics>>,
+    kinesis: OnceLock<Arc<cdcd_kinesis::ProducerMetrics>>,
     /// The replication connection's fault counters.
-    source: std::sync::OnceLock<Arc<cdcd_binlog::ReplicaCounters>>,
+    source: OnceLock<Arc<cdcd_binlog::ReplicaCounters>>,
+    /// The masker's counters.
+    masking: OnceLock<Arc<MaskingCounters>>,
+    /// The pipeline's queues: name, capacity, and how to read the depth.
+    queues: Mutex<Vec<Queue>>,
+    /// The binlog file of the checkpoint: the oldest binlog cdcd still needs.
+    checkpoint_file: Mutex<String>,
+    /// When the server may purge `checkpoint_file`, in seconds since the epoch (an `f64`'s bits):
+    /// infinite when never, NaN until known.
+    purge_at: AtomicU64,
+}
+
+struct Queue {
+    name: &'static str,
+    capacity: usize,
+    depth: Box<dyn Fn() -> usize + Send + Sync>,
 }
 
 fn now_us() -> i64 {
@@ -60,6 +87,21 @@ impl Metrics {
                 "Row changes read from the binlog for the lake, by table and op (a replay after a crash counts again)",
             ),
             &["table", "op"],
+        )?;
+        let events = IntCounterVec::new(
+            Opts::new(
+                "cdcd_events_total",
+                "Binlog row events (each carrying one or more rows) read for the lake, by table and op",
+            ),
+            &["table", "op"],
+        )?;
+        let binlog_bytes = IntCounter::new(
+            "cdcd_binlog_bytes_read_total",
+            "Binlog bytes read, up to the last transaction boundary (from the binlog positions)",
+        )?;
+        let large_transactions = IntCounter::new(
+            "cdcd_large_transactions_total",
+            "Transactions too large to buffer (lake.max_rows / max_bytes), written to the lake in parts",
         )?;
         let transactions = IntCounter::new(
             "cdcd_transactions_total",
@@ -105,7 +147,10 @@ impl Metrics {
             Box::new(rows.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sink_records.clone()),
             Box::new(sink_behind_ms.clone()),
+            Box::new(events.clone()),
+            Box::new(binlog_bytes.clone()),
             Box::new(transactions.clone()),
+            Box::new(large_transactions.clone()),
             Box::new(objects.clone()),
             Box::new(bytes.clone()),
             Box::new(flush_seconds.clone()),
@@ -117,7 +162,10 @@ impl Metrics {
         Ok(Arc::new(Metrics {
             registry,
             rows,
+            events,
+            binlog_bytes,
             transactions,
+            large_transactions,
             objects,
             bytes,
             flush_seconds,
@@ -129,14 +177,18 @@ impl Metrics {
             checkpointed_us: AtomicI64::new(now_us()),
             following: AtomicBool::new(false),
             alive_us: AtomicI64::new(now_us()),
-            kinesis: std::sync::OnceLock::new(),
-            source: std::sync::OnceLock::new(),
+            kinesis: OnceLock::new(),
+            source: OnceLock::new(),
+            masking: OnceLock::new(),
+            queues: Mutex::new(Vec::new()),
+            checkpoint_file: Mutex::new(String::new()),
+            purge_at: AtomicU64::new(f64::NAN.to_bits()),
             stall,
         }))
     }
 
     /// A change of a transaction committed at `commit_ts_us` was read.
-    pub fn read_commit(&self, commit_ts_us: i64) {
+    fn read_commit(&self, commit_ts_us: i64) {
         self.last_commit_us.store(commit_ts_us, Ordering::Relaxed);
     }
 
@@ -155,6 +207,29 @@ impl Metrics {
         let _ = self.source.set(counters);
     }
 
+    /// Reports the masker's counters from now on.
+    pub fn watch_masking(&self, counters: Arc<MaskingCounters>) {
+        let _ = self.masking.set(counters);
+    }
+
+    /// Reports how many items wait in the queue `sender` feeds. Holds the sender weakly, so the
+    /// queue still closes when its last real sender is dropped.
+    pub fn watch_queue<T: Send + 'static>(&self, name: &'static str, sender: &mpsc::Sender<T>) {
+        let weak = sender.downgrade();
+        let depth = move || {
+            weak.upgrade()
+                .map_or(0, |sender| sender.max_capacity() - sender.capacity())
+        };
+        self.queues
+            .lock()
+            .expect("the queue list is never poisoned")
+            .push(Queue {
+                name,
+                capacity: sender.max_capacity(),
+                depth: Box::new(depth),
+            });
+    }
+
     /// The pipeline is turning (called by the lake thread on every round).
     pub fn alive(&self) {
         self.alive_us.store(now_us(), Ordering::Relaxed);
@@ -165,8 +240,32 @@ impl Metrics {
         now_us() - self.alive_us.load(Ordering::Relaxed) <= period.as_micros() as i64
     }
 
-    pub fn checkpointed(&self) {
+    /// The checkpoint was written (advanced, or confirmed while idle), at `binlog` for `cdcd run`.
+    pub fn checkpointed(&self, binlog: Option<&Position>) {
         self.checkpointed_us.store(now_us(), Ordering::Relaxed);
+        let Some(position) = binlog else { return };
+        let mut file = self
+            .checkpoint_file
+            .lock()
+            .expect("the checkpoint file is never poisoned");
+        if *file != position.file {
+            position.file.clone_into(&mut file);
+        }
+    }
+
+    /// The binlog file of the checkpoint.
+    fn checkpoint_file(&self) -> String {
+        self.checkpoint_file
+            .lock()
+            .expect("the checkpoint file is never poisoned")
+            .clone()
+    }
+
+    /// Seconds until the server may purge the checkpoint's binlog (never negative; infinite when
+    /// it never will), or `None` until it is known.
+    fn retention_headroom(&self) -> Option<f64> {
+        let purge_at = f64::from_bits(self.purge_at.load(Ordering::Relaxed));
+        (!purge_at.is_nan()).then(|| (purge_at - now_us() as f64 / 1e6).max(0.0))
     }
 
     pub fn set_following(&self, following: bool) {
@@ -193,7 +292,79 @@ impl Metrics {
             render_kinesis(kinesis, &mut out);
         }
         render_faults(self.source.get(), self.kinesis.get(), &mut out);
+        self.render_pipeline(&mut out);
         out
+    }
+
+    /// The values read from elsewhere when scraped: headroom, masking counters, queue depths.
+    fn render_pipeline(&self, out: &mut Vec<u8>) {
+        if let Some(headroom) = self.retention_headroom() {
+            let value = if headroom.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                format!("{headroom:.0}")
+            };
+            write_metric(
+                out,
+                "cdcd_binlog_retention_headroom_seconds",
+                "gauge",
+                "Seconds until the source may purge the binlog file of the checkpoint (+Inf: it never purges binlogs, or the file is the current one; 0: purged or due)",
+                &[(String::new(), value)],
+            );
+        }
+        if let Some(masking) = self.masking.get() {
+            let actions: Vec<(String, String)> = masking
+                .actions()
+                .map(|(action, n)| (format!("{{action=\"{action}\"}}"), n.to_string()))
+                .collect();
+            write_metric(
+                out,
+                "cdcd_masked_values_total",
+                "counter",
+                "Values masked by [[masking.rules]], by action",
+                &actions,
+            );
+            let kinds: Vec<(String, String)> = masking
+                .detections()
+                .map(|(kind, n)| (format!("{{kind=\"{kind}\"}}"), n.to_string()))
+                .collect();
+            write_metric(
+                out,
+                "cdcd_masking_detections_total",
+                "counter",
+                "Spans of free text replaced by [[masking.detect]], by kind",
+                &kinds,
+            );
+        }
+        let queues = self
+            .queues
+            .lock()
+            .expect("the queue list is never poisoned");
+        if !queues.is_empty() {
+            let label = |q: &Queue| format!("{{queue=\"{}\"}}", q.name);
+            let depths: Vec<(String, String)> = queues
+                .iter()
+                .map(|q| (label(q), (q.depth)().to_string()))
+                .collect();
+            write_metric(
+                out,
+                "cdcd_queue_depth",
+                "gauge",
+                "Batches waiting between pipeline stages (records: reader to lake thread; flushes: lake thread to uploader)",
+                &depths,
+            );
+            let capacities: Vec<(String, String)> = queues
+                .iter()
+                .map(|q| (label(q), q.capacity.to_string()))
+                .collect();
+            write_metric(
+                out,
+                "cdcd_queue_capacity",
+                "gauge",
+                "How many batches each queue holds before its producer waits",
+                &capacities,
+            );
+        }
     }
 
     /// Ready: following the source, and the checkpoint advanced within the stall limit.
@@ -209,15 +380,31 @@ impl Metrics {
     }
 }
 
+/// One metric family in the text format: `samples` are (`{labels}` or empty, value).
+fn write_metric(
+    out: &mut Vec<u8>,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, String)],
+) {
+    use std::io::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
 /// The producer's atomics in the text format (they are read, not mirrored into the registry).
 fn render_kinesis(m: &cdcd_kinesis::ProducerMetrics, out: &mut Vec<u8>) {
     use cdcd_kinesis::ProducerMetrics as P;
     use std::io::Write;
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
+        let samples: Vec<(String, String)> = samples
+            .iter()
+            .map(|(labels, value)| (labels.to_string(), value.to_string()))
+            .collect();
+        write_metric(out, name, kind, help, &samples);
     };
     metric(
         "cdcd_kinesis_records_put_total",
@@ -376,6 +563,117 @@ fn render_faults(
     );
 }
 
+/// The lake thread's counting of what it reads: rows and row events by table and op,
+/// transactions, and binlog bytes. Holds the counter handles, so that counting a row costs a
+/// lookup, not a label formatting.
+pub struct ReadCounters {
+    by_table: HashMap<TableOp, (IntCounter, IntCounter)>,
+    /// The rows event of the last change (its transaction and offset): a new one is one more event.
+    last_event: Option<(usize, u64)>,
+    /// The last transaction boundary's file and offset.
+    last_position: (String, u64),
+}
+
+/// Schema, table and operation: the labels of the row and event counters.
+type TableOp = (Arc<str>, Arc<str>, Op);
+
+impl ReadCounters {
+    /// Counting from `start`, where reading begins (a binlog position, for `cdcd run`).
+    pub fn new(start: Option<&Position>) -> ReadCounters {
+        ReadCounters {
+            by_table: HashMap::new(),
+            last_event: None,
+            last_position: start.map_or_else(Default::default, |p| (p.file.clone(), p.pos)),
+        }
+    }
+
+    /// A row change was read.
+    pub fn change(&mut self, metrics: &Metrics, event: &ChangeEvent) {
+        let transaction = &event.source.transaction;
+        metrics.read_commit(transaction.commit_ts_us);
+        let key = (
+            event.table.schema.clone(),
+            event.table.table.clone(),
+            event.op,
+        );
+        let (rows, events) = self.by_table.entry(key).or_insert_with(|| {
+            let table = format!("{}.{}", event.table.schema, event.table.table);
+            let labels = [table.as_str(), event.op.as_str()];
+            (
+                metrics.rows.with_label_values(&labels),
+                metrics.events.with_label_values(&labels),
+            )
+        });
+        rows.inc();
+        let rows_event = (Arc::as_ptr(transaction) as usize, event.source.pos);
+        if self.last_event != Some(rows_event) {
+            self.last_event = Some(rows_event);
+            events.inc();
+        }
+    }
+
+    /// A transaction ended; `binlog` is where the next one starts (`None` outside the binlog).
+    pub fn commit(&mut self, metrics: &Metrics, binlog: Option<&Position>) {
+        metrics.transactions.inc();
+        let Some(position) = binlog else { return };
+        let (file, pos) = &mut self.last_position;
+        if *file == position.file {
+            metrics
+                .binlog_bytes
+                .inc_by(position.pos.saturating_sub(*pos));
+        } else {
+            // A boundary in a later file: that file from its first event on (after its 4-byte
+            // magic number). The end of the files before it, after their last boundary (a
+            // ROTATE event), is not counted.
+            metrics.binlog_bytes.inc_by(position.pos.saturating_sub(4));
+            position.file.clone_into(file);
+        }
+        *pos = position.pos;
+    }
+}
+
+/// How often the retention headroom is recomputed (and when the checkpoint's file changes).
+const RETENTION_PERIOD: Duration = Duration::from_secs(60);
+
+/// Keeps `cdcd_binlog_retention_headroom_seconds` current: asks the source when the checkpoint's
+/// binlog file will be purged, at start, whenever the checkpoint moves to another file, and every
+/// minute. A failed query is logged and leaves the last value (which keeps counting down).
+///
+/// Reading a binlog file's creation time needs a short binlog dump; it registers as replica id
+/// `source.server_id` with the high bit flipped, so as not to displace cdcd's own stream.
+pub fn watch_retention(
+    metrics: Arc<Metrics>,
+    options: ReplicaOptions,
+) -> tokio::task::JoinHandle<()> {
+    let probe_server_id = options.server_id ^ (1 << 31);
+    tokio::spawn(async move {
+        let mut computed: Option<(String, std::time::Instant)> = None;
+        loop {
+            let file = metrics.checkpoint_file();
+            let due = computed
+                .as_ref()
+                .is_none_or(|(last, at)| *last != file || at.elapsed() >= RETENTION_PERIOD);
+            if due && !file.is_empty() {
+                match cdcd_binlog::headroom(&options, &file, probe_server_id).await {
+                    Ok(seconds) => {
+                        let purge_at = now_us() as f64 / 1e6 + seconds;
+                        metrics
+                            .purge_at
+                            .store(purge_at.to_bits(), Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(
+                        file = %file,
+                        error = %e,
+                        "cannot compute the binlog retention headroom"
+                    ),
+                }
+                computed = Some((file, std::time::Instant::now()));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
 /// Serves the endpoints on `listen` until the process ends. Binding happens before this returns,
 /// so a bad address is an error at start, not a silent absence.
 pub async fn serve(listen: &str, metrics: Arc<Metrics>) -> Result<()> {
@@ -433,4 +731,58 @@ async fn respond(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::i
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(&body).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(metrics: &Metrics, name: &str) -> String {
+        let text = String::from_utf8(metrics.render()).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_string))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    #[test]
+    fn lag_grows_while_stalled_and_is_zero_when_caught_up() {
+        let metrics = Metrics::new(Duration::from_secs(60)).unwrap();
+        let lag = |m: &Metrics| {
+            sample(m, "cdcd_replication_lag_seconds")
+                .parse::<f64>()
+                .unwrap()
+        };
+        assert_eq!(lag(&metrics), 0.0, "nothing read yet");
+        metrics.read_commit(now_us() - 5_000_000);
+        let first = lag(&metrics);
+        assert!((5.0..6.0).contains(&first), "{first}");
+        // No event, no heartbeat: the lag keeps growing instead of freezing at 5 s.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(lag(&metrics) >= first + 1.0);
+        metrics.caught_up();
+        assert_eq!(lag(&metrics), 0.0);
+    }
+
+    #[test]
+    fn headroom_counts_down_and_infinity_is_plus_inf() {
+        let metrics = Metrics::new(Duration::from_secs(60)).unwrap();
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            !text.contains("cdcd_binlog_retention_headroom_seconds"),
+            "absent until known"
+        );
+        let name = "cdcd_binlog_retention_headroom_seconds";
+        let in_an_hour = now_us() as f64 / 1e6 + 3600.0;
+        metrics
+            .purge_at
+            .store(in_an_hour.to_bits(), Ordering::Relaxed);
+        let headroom: f64 = sample(&metrics, name).parse().unwrap();
+        assert!((3598.0..=3600.0).contains(&headroom), "{headroom}");
+        metrics.purge_at.store(1.0f64.to_bits(), Ordering::Relaxed);
+        assert_eq!(sample(&metrics, name), "0", "past: 0, not negative");
+        metrics
+            .purge_at
+            .store(f64::INFINITY.to_bits(), Ordering::Relaxed);
+        assert_eq!(sample(&metrics, name), "+Inf");
+    }
 }

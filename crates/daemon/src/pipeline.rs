@@ -23,12 +23,13 @@ use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
-use cdcd_event::{ChangeEvent, DdlEvent, Op};
+use cdcd_binlog::Position;
+use cdcd_event::{ChangeEvent, DdlEvent};
 use cdcd_kinesis::Acks;
 use cdcd_sink::{Lake, Object, Pending, Store};
 
 use crate::kinesis_output::KinesisOutput;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReadCounters};
 
 /// What a reader sends the lake thread, one at a time.
 pub enum Item<S> {
@@ -57,6 +58,10 @@ pub trait Progress: Clone + PartialEq + Send + 'static {
     /// are single Kinesis records, bounded by the stream's record size.
     const SPLITS_TRANSACTIONS: bool;
     fn advance(&mut self, step: Self::Step);
+    /// The binlog position it stands for (`cdcd run`), for the binlog metrics.
+    fn binlog(&self) -> Option<&Position> {
+        None
+    }
 }
 
 /// Where a command keeps its checkpoint.
@@ -108,7 +113,7 @@ pub fn cut_objects<R: Input>(
     };
     // Whether the open transaction has already been written in parts.
     let mut in_parts = false;
-    let mut row_counters = RowCounters::new();
+    let mut counters = ReadCounters::new(boundary.last_commit.binlog());
     loop {
         metrics.alive();
         // Wake for the next flush or checkpoint, and at least 4 times a second to show the watchdog
@@ -127,7 +132,7 @@ pub fn cut_objects<R: Input>(
         for record in batch {
             match record.into_item() {
                 Item::Change(event, lane) => {
-                    count_row(metrics, &mut row_counters, &event);
+                    counters.change(metrics, &event);
                     if let Some(kinesis) = &mut kinesis {
                         kinesis.put_change(&event)?;
                     }
@@ -137,6 +142,7 @@ pub fn cut_objects<R: Input>(
                             // The parts are recorded in a checkpoint that sits right before
                             // the transaction, so that a restart knows them all.
                             in_parts = true;
+                            metrics.large_transactions.inc();
                             if !send(boundary.flush(&mut lake)) {
                                 return Ok(());
                             }
@@ -153,10 +159,10 @@ pub fn cut_objects<R: Input>(
                 }
                 Item::Commit(step) => {
                     boundary.kinesis_token = kinesis.as_ref().and_then(KinesisOutput::last_token);
-                    metrics.transactions.inc();
                     lake.commit();
                     in_parts = false;
                     boundary.last_commit.advance(step);
+                    counters.commit(metrics, boundary.last_commit.binlog());
                 }
                 Item::Heartbeat => metrics.caught_up(),
                 Item::Ddl(ddl) => {
@@ -207,26 +213,6 @@ impl<P: Progress> Boundary<P> {
     }
 }
 
-/// `cdcd_rows_total` handles by table and op, so that counting a row costs a lookup, not a
-/// label formatting.
-type RowCounters = std::collections::HashMap<(Arc<str>, Arc<str>, Op), prometheus::IntCounter>;
-
-fn count_row(metrics: &Metrics, counters: &mut RowCounters, event: &ChangeEvent) {
-    metrics.read_commit(event.source.transaction.commit_ts_us);
-    let key = (
-        event.table.schema.clone(),
-        event.table.table.clone(),
-        event.op,
-    );
-    counters
-        .entry(key)
-        .or_insert_with(|| {
-            let table = format!("{}.{}", event.table.schema, event.table.table);
-            metrics.rows.with_label_values(&[&table, event.op.as_str()])
-        })
-        .inc();
-}
-
 /// Writes each flush's objects, then its checkpoint; releases the checkpoint at the end.
 pub async fn upload<C: Checkpoints>(
     mut flushes: mpsc::Receiver<Flush<C::Progress>>,
@@ -236,6 +222,7 @@ pub async fn upload<C: Checkpoints>(
 ) -> Result<()> {
     let mut committer = Committer {
         checkpoints,
+        checkpointed_binlog: None,
         acks,
         saved: Instant::now(),
         metrics,
@@ -321,6 +308,8 @@ async fn write_objects(store: &Store, objects: Vec<Object>) -> Result<(Vec<u64>,
 /// Moves the checkpoint over flushes whose objects are durable, in order.
 struct Committer<C> {
     checkpoints: C,
+    /// The binlog position of the last boundary advanced to, for the retention metric.
+    checkpointed_binlog: Option<Position>,
     acks: Option<Acks>,
     saved: Instant,
     metrics: Arc<Metrics>,
@@ -341,6 +330,7 @@ impl<C: Checkpoints> Committer<C> {
             if let (Some(acks), Some(token)) = (&mut self.acks, kinesis_token) {
                 acks.wait_for(token).await?;
             }
+            self.checkpointed_binlog = position.binlog().cloned();
             self.checkpoints.advance(position);
             if !more || self.saved.elapsed() >= Duration::from_secs(1) {
                 self.save().await?;
@@ -356,7 +346,7 @@ impl<C: Checkpoints> Committer<C> {
         self.checkpoints.save(false).await?;
         self.saved = Instant::now();
         // Advanced, or confirmed while idle: durable up to the source's present.
-        self.metrics.checkpointed();
+        self.metrics.checkpointed(self.checkpointed_binlog.as_ref());
         Ok(())
     }
 

@@ -41,11 +41,11 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     // Not ready when the checkpoint stands still for several intervals (and flushes).
     let stall = (interval * 6).max(Duration::from_secs_f64(config.lake.flush_seconds * 6.0));
     let metrics = Metrics::new(stall)?;
+    metrics.watch_masking(masker.counters());
+    let mut options = args.source.options(&config)?;
+    // The same checks as `cdcd check`: the source's settings, the lake, Kinesis.
+    crate::check::refuse_on_failure(&crate::check::preflight(&config, &options).await)?;
     let store = Store::open(&config.lake.url, &config.lake.s3).await?;
-    store
-        .probe()
-        .await
-        .with_context(|| format!("lake.url {}: cdcd cannot write there", config.lake.url))?;
     let checkpoint_url = checkpoint_url(&config);
     let mut checkpoints = CheckpointStore::open(
         &checkpoint_url,
@@ -60,7 +60,6 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
 
     let filter = TableFilter::parse(&config.source.tables)
         .map_err(|e| anyhow::anyhow!("source.tables: {e}"))?;
-    let mut options = args.source.options(&config)?;
     metrics.watch_source(options.counters.clone());
     options.filter = filter;
     options.until_end = args.until_end;
@@ -77,6 +76,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         }
         None => crate::tail::parse_from(&config.run.start).context("run.start")?,
     };
+    let retention = crate::metrics::watch_retention(metrics.clone(), options.clone());
     let mut replica = Replica::connect(options).await?;
     let tables = replica.captured_tables().await?;
     let unmatched = masker.unmatched(&tables);
@@ -95,6 +95,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         position: replica.position().clone(),
         pending: Vec::new(),
     };
+    metrics.checkpointed(Some(&start.position));
     if let Some(previous) = &resume {
         // Parts of a large transaction that the last run cut: this run cuts them anew.
         for key in &previous.pending {
@@ -147,6 +148,8 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
 
     let (records_tx, records_rx) = mpsc::channel::<Vec<Record>>(4);
     let (flush_tx, flush_rx) = mpsc::channel(2);
+    metrics.watch_queue("records", &records_tx);
+    metrics.watch_queue("flushes", &flush_tx);
     let runtime = tokio::runtime::Handle::current();
     let lake_metrics = metrics.clone();
     let start_position = start.position.clone();
@@ -184,6 +187,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
+    retention.abort();
     // The uploader's error explains why the stages before it stopped; report it first.
     uploaded?;
     cut?;
@@ -278,6 +282,10 @@ impl Progress for Position {
 
     fn advance(&mut self, step: Position) {
         *self = step;
+    }
+
+    fn binlog(&self) -> Option<&Position> {
+        Some(self)
     }
 }
 

@@ -101,6 +101,19 @@ impl Producer {
         Producer::start_with_client(client, config).await
     }
 
+    /// The checks [`Producer::start`] makes, without starting anything (for `cdcd check`): the
+    /// stream exists and is described with these credentials, takes records (`ACTIVE` or
+    /// `UPDATING`) and routes by partition key. Failing calls are retried for at most 10 s.
+    pub async fn check_stream(config: &KinesisConfig) -> Result<StreamInfo, ProducerError> {
+        config.validate()?;
+        let config = KinesisConfig {
+            retry_seconds: config.retry_seconds.min(10),
+            ..config.clone()
+        };
+        let client = aws::client(&config).await;
+        aws::describe(&client, &config).await
+    }
+
     /// [`Producer::start`] with a client built by the caller. The producer retries by itself, so
     /// give it a client with the SDK's retries off.
     pub async fn start_with_client(

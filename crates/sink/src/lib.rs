@@ -10,5 +10,5 @@ pub mod mask;
 pub mod store;
 
 pub use lake::{Lake, LakeConfig, LakeError, Object, Pending};
-pub use mask::{Masker, MaskingConfig, MaskingError};
+pub use mask::{Masker, MaskingConfig, MaskingCounters, MaskingError};
 pub use store::{S3Config, Store, StoreError, Version};

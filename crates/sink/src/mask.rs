@@ -23,6 +23,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
@@ -123,6 +124,64 @@ pub enum MaskingError {
     MissingKey(String),
 }
 
+/// How many values each rule action masked and how many spans each detector kind replaced,
+/// since the [`Masker`] was made: for the daemon's `/metrics` (no values, only counts).
+#[derive(Debug, Default)]
+pub struct MaskingCounters {
+    /// Indexed like [`ACTION_NAMES`].
+    actions: [AtomicU64; 6],
+    /// Indexed like [`DETECTOR_NAMES`].
+    detections: [AtomicU64; 5],
+}
+
+/// The rule actions, as the configuration names them.
+const ACTION_NAMES: [&str; 6] = ["redact", "partial", "sha256", "hmac", "null", "drop"];
+/// The detector kinds, as the configuration names them.
+const DETECTOR_NAMES: [&str; 5] = ["email", "phone", "credit-card", "ssn", "ip"];
+
+impl MaskingCounters {
+    /// Values masked by rules, per action.
+    pub fn actions(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ACTION_NAMES
+            .into_iter()
+            .zip(self.actions.iter().map(|n| n.load(Ordering::Relaxed)))
+    }
+
+    /// Spans replaced by detectors, per kind.
+    pub fn detections(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DETECTOR_NAMES
+            .into_iter()
+            .zip(self.detections.iter().map(|n| n.load(Ordering::Relaxed)))
+    }
+
+    /// Adds one event's counts (an atomic add per non-zero count, not per value).
+    fn add(&self, actions: &[u64; 6], detections: &[u64; 5]) {
+        for (counter, n) in self.actions.iter().zip(actions) {
+            if *n > 0 {
+                counter.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        for (counter, n) in self.detections.iter().zip(detections) {
+            if *n > 0 {
+                counter.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl DetectorKind {
+    /// Its index in [`DETECTOR_NAMES`].
+    fn index(self) -> usize {
+        match self {
+            DetectorKind::Email => 0,
+            DetectorKind::Phone => 1,
+            DetectorKind::CreditCard => 2,
+            DetectorKind::Ssn => 3,
+            DetectorKind::Ip => 4,
+        }
+    }
+}
+
 /// What happens to one value.
 #[derive(Debug, Clone)]
 enum Action {
@@ -132,6 +191,20 @@ enum Action {
     Hmac,
     Null,
     Drop,
+}
+
+impl Action {
+    /// Its index in [`ACTION_NAMES`].
+    fn index(&self) -> usize {
+        match self {
+            Action::Redact(_) => 0,
+            Action::Partial { .. } => 1,
+            Action::Sha256 => 2,
+            Action::Hmac => 3,
+            Action::Null => 4,
+            Action::Drop => 5,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -167,6 +240,7 @@ pub struct Masker {
     patterns: Patterns,
     /// The plan of the table seen last: events come in runs of one table.
     last: Option<TablePlan>,
+    counters: Arc<MaskingCounters>,
 }
 
 #[derive(Debug)]
@@ -290,6 +364,7 @@ impl Masker {
             keyed,
             patterns: Patterns::new(),
             last: None,
+            counters: Arc::default(),
         })
     }
 
@@ -325,6 +400,11 @@ impl Masker {
             .collect()
     }
 
+    /// What this masker has masked so far.
+    pub fn counters(&self) -> Arc<MaskingCounters> {
+        self.counters.clone()
+    }
+
     /// Masks an event in place: values, and the table definition when columns are dropped or
     /// change type.
     pub fn mask(&mut self, event: &mut ChangeEvent) {
@@ -336,6 +416,7 @@ impl Masker {
             self.last = Some(self.plan(&event.table));
         }
         let plan = self.last.as_ref().expect("planned above");
+        let (mut actions, mut detections) = ([0u64; 6], [0u64; 5]);
         for image in [event.before.as_mut(), event.after.as_mut()]
             .into_iter()
             .flatten()
@@ -348,12 +429,18 @@ impl Masker {
                 .zip(event.table.columns.iter().zip(values))
             {
                 let value = match (action, value) {
-                    (Some(Action::Drop), _) => continue,
+                    (Some(Action::Drop), _) => {
+                        actions[Action::Drop.index()] += 1;
+                        continue;
+                    }
                     (_, v @ (Value::Null | Value::Absent)) => v,
-                    (Some(action), v) => self.apply(action, column, v),
+                    (Some(action), v) => {
+                        actions[action.index()] += 1;
+                        self.apply(action, column, v)
+                    }
                     (None, Value::String(s)) if !kinds.is_empty() => {
                         let span = span_action.as_ref().expect("detectors have an action");
-                        Value::String(self.detect(&s, kinds, span))
+                        Value::String(self.detect(&s, kinds, span, &mut detections))
                     }
                     (None, v) => v,
                 };
@@ -361,6 +448,7 @@ impl Masker {
             }
             *image = masked;
         }
+        self.counters.add(&actions, &detections);
         event.table = plan.masked.clone();
     }
 
@@ -436,14 +524,21 @@ impl Masker {
         hex(&mac.finalize().into_bytes())
     }
 
-    /// Replaces every span the detectors find in `text`.
-    fn detect(&self, text: &str, kinds: &[DetectorKind], action: &Action) -> String {
-        let mut spans: Vec<(usize, usize)> = Vec::new();
+    /// Replaces every span the detectors find in `text`, counting them per kind in `counts`.
+    fn detect(
+        &self,
+        text: &str,
+        kinds: &[DetectorKind],
+        action: &Action,
+        counts: &mut [u64; 5],
+    ) -> String {
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
         let p = &self.patterns;
         for kind in kinds {
+            let first = spans.len();
             match kind {
                 DetectorKind::Email => {
-                    spans.extend(p.email.find_iter(text).map(|m| (m.start(), m.end())))
+                    spans.extend(p.email.find_iter(text).map(|m| (m.start(), m.end(), 0)))
                 }
                 DetectorKind::Phone => spans.extend(
                     p.phone
@@ -453,43 +548,50 @@ impl Masker {
                             let digits = m.as_str().chars().filter(char::is_ascii_digit).count();
                             (9..=15).contains(&digits)
                         })
-                        .map(|m| (m.start(), m.end())),
+                        .map(|m| (m.start(), m.end(), 0)),
                 ),
                 DetectorKind::CreditCard => spans.extend(
                     p.card
                         .find_iter(text)
                         .filter(|m| luhn(m.as_str()))
-                        .map(|m| (m.start(), m.end())),
+                        .map(|m| (m.start(), m.end(), 0)),
                 ),
                 DetectorKind::Ssn => spans.extend(
                     p.ssn
                         .captures_iter(text)
                         .filter(|c| valid_ssn(&c[1], &c[2], &c[3]))
                         .map(|c| c.get(0).expect("whole match"))
-                        .map(|m| (m.start(), m.end())),
+                        .map(|m| (m.start(), m.end(), 0)),
                 ),
                 DetectorKind::Ip => {
-                    spans.extend(p.ipv4.find_iter(text).map(|m| (m.start(), m.end())));
+                    spans.extend(p.ipv4.find_iter(text).map(|m| (m.start(), m.end(), 0)));
                     spans.extend(
                         p.ipv6
                             .find_iter(text)
                             .filter(|m| m.as_str().parse::<std::net::Ipv6Addr>().is_ok())
-                            .map(|m| (m.start(), m.end())),
+                            .map(|m| (m.start(), m.end(), 0)),
                     );
                 }
+            }
+            for span in &mut spans[first..] {
+                span.2 = kind.index();
             }
         }
         if spans.is_empty() {
             return text.to_string();
         }
-        spans.sort_unstable();
+        // One span found by two detectors (an SSN is also a phone-like digit run) is counted
+        // for the more specific one: phone numbers last.
+        const SPECIFICITY: [u8; 5] = [0, 4, 1, 2, 3];
+        spans.sort_unstable_by_key(|&(start, end, kind)| (start, end, SPECIFICITY[kind]));
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
-        for (start, end) in spans {
+        for (start, end, kind) in spans {
             if start < at {
                 // Overlaps a span already replaced (an email's digits seen as a phone number).
                 continue;
             }
+            counts[kind] += 1;
             out.push_str(&text[at..start]);
             let found = &text[start..end];
             match action {
@@ -741,6 +843,31 @@ mod tests {
             "masked columns are text"
         );
         assert_eq!(e.table.primary_key, vec![0]);
+        // One value per rule action; the note's replaced spans by kind (the unmatched card
+        // number and "42" are not counted).
+        let counters = masker.counters();
+        let actions: Vec<_> = counters.actions().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(
+            actions,
+            [
+                ("redact", 1),
+                ("partial", 1),
+                ("sha256", 1),
+                ("hmac", 1),
+                ("drop", 1)
+            ]
+        );
+        let detections: Vec<_> = counters.detections().collect();
+        assert_eq!(
+            detections,
+            [
+                ("email", 1),
+                ("phone", 1),
+                ("credit-card", 1),
+                ("ssn", 1),
+                ("ip", 2)
+            ]
+        );
     }
 
     #[test]
