@@ -477,12 +477,25 @@ fn render_kinesis(m: &cdcd_kinesis::ProducerMetrics, out: &mut Vec<u8>) {
         "Kinesis records put that were KPL aggregates (their user records count in records_put)",
         &[("", P::get(&m.aggregates_put))],
     );
-    let latency = m.ack_latency.snapshot();
-    let name = "cdcd_kinesis_ack_latency_seconds";
-    let _ = writeln!(
+    histogram(
         out,
-        "# HELP {name} Source commit to Kinesis acknowledgement, per record\n# TYPE {name} histogram"
+        "cdcd_kinesis_ack_latency_seconds",
+        "Source commit to Kinesis acknowledgement, per record",
+        &m.ack_latency,
     );
+    histogram(
+        out,
+        "cdcd_kinesis_send_latency_seconds",
+        "Handed to the producer to Kinesis acknowledgement, per record",
+        &m.send_latency,
+    );
+}
+
+/// A [`cdcd_kinesis::LatencyHistogram`] in the text format.
+fn histogram(out: &mut Vec<u8>, name: &str, help: &str, h: &cdcd_kinesis::LatencyHistogram) {
+    use std::io::Write;
+    let latency = h.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     for (bound, count) in &latency.buckets {
         let le = if bound.is_infinite() {
             "+Inf".to_string()

@@ -42,6 +42,9 @@ pub struct ProducerMetrics {
     pub aggregates_put: AtomicU64,
     /// Commit to acknowledgement, per record that carries its commit time.
     pub ack_latency: LatencyHistogram,
+    /// [`Producer::send`](crate::Producer::send) to acknowledgement, per record: the producer's
+    /// share of `ack_latency` (the rest is the source and the reader).
+    pub send_latency: LatencyHistogram,
     /// Gauge: records pushed and not yet acknowledged.
     pub buffered_records: AtomicU64,
     /// Gauge: bytes of those records.

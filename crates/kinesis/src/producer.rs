@@ -239,6 +239,7 @@ impl Producer {
             data: record.data,
             size,
             commit_ts_us: record.commit_ts_us,
+            pushed: Instant::now(),
             attempts: 0,
             first_failure: None,
             _permit: permit,
@@ -376,6 +377,8 @@ struct Pending {
     data: Bytes,
     size: usize,
     commit_ts_us: Option<i64>,
+    /// When [`Producer::send`] queued it.
+    pushed: Instant,
     /// Failed sends so far.
     attempts: u32,
     first_failure: Option<Instant>,
@@ -693,6 +696,7 @@ impl Dispatcher {
         let mut moved = false;
         let mut stale = false;
         let now_us = now_micros();
+        let now = Instant::now();
         for (entry, result) in batch.into_iter().zip(results) {
             let Some(code) = result.error_code() else {
                 if let (Some(expected), Some(actual)) =
@@ -711,6 +715,8 @@ impl Dispatcher {
                     if let Some(committed) = pending.commit_ts_us {
                         self.metrics.ack_latency.observe_micros(now_us - committed);
                     }
+                    let queued = now.duration_since(pending.pushed).as_micros();
+                    self.metrics.send_latency.observe_micros(queued as i64);
                     moved |= self.window.complete(pending.seq);
                 }
                 continue;
@@ -1017,6 +1023,7 @@ mod tests {
             data: Bytes::from(vec![0; size]),
             size,
             commit_ts_us: None,
+            pushed: Instant::now(),
             attempts: 0,
             first_failure: None,
             _permit: budget.clone().try_acquire_owned().unwrap(),
