@@ -207,11 +207,19 @@ pub fn event_id_counts(
          filename = true) GROUP BY 1, 2",
         lake.url.trim_end_matches('/')
     );
-    let rows = match try_query(lake, &sql) {
-        Ok(rows) => rows,
-        // Nothing written yet.
-        Err(e) if e.contains("No files found") => return counts,
-        Err(e) => panic!("lake_query.py {}: {e}", lake.url),
+    // A SeaweedFS just restarted (the fault tests) answers 500 until its volumes are back.
+    let mut attempts = 0;
+    let rows = loop {
+        match try_query(lake, &sql) {
+            Ok(rows) => break rows,
+            // Nothing written yet.
+            Err(e) if e.contains("No files found") => return counts,
+            Err(e) if e.contains("HTTP 5") && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(e) => panic!("lake_query.py {}: {e}", lake.url),
+        }
     };
     for row in rows {
         if let Some(table) = counts.get_mut(row["t"].as_str().unwrap()) {

@@ -55,6 +55,17 @@ pub fn encoding_for_collation(id: u16) -> Option<TextEncoding> {
     })
 }
 
+/// The most bytes one character of the collation's character set takes (MySQL's `mbmaxlen`), or
+/// `None` for an id we do not know.
+pub fn max_bytes_per_char(id: u16) -> Option<u32> {
+    Some(match charset_of_collation(id)? {
+        "utf8mb4" | "utf16" | "utf16le" | "utf32" | "gb18030" => 4,
+        "utf8mb3" | "ujis" | "eucjpms" => 3,
+        "ucs2" | "gbk" | "gb2312" | "big5" | "sjis" | "cp932" | "euckr" => 2,
+        _ => 1,
+    })
+}
+
 /// Character set of a collation id. Ids 1..=247 and 255..=323 are shared by MySQL and MariaDB.
 /// MariaDB adds: 576..=767 for more UCA collations of utf8mb3, utf8mb4, ucs2, utf16 and utf32;
 /// the `_nopad` variants at the base id + 1024; and the UCA 14.0 collations from 2048 in blocks of

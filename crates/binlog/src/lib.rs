@@ -25,6 +25,7 @@ mod row;
 mod schema;
 mod table;
 
+pub use charset::max_bytes_per_char;
 pub use check::{check_source, Finding, Status};
 pub use decoder::{event_type_name, Decoder, Gtids, Position, Record};
 pub use error::{Error, Location, Result};

@@ -16,7 +16,7 @@ use mysql_common::constants::ColumnType as Wire;
 
 use cdcd_event::{Column, ColumnType, Flavor, TableSchema};
 
-use crate::charset::{encoding_for_collation, TextEncoding};
+use crate::charset::{encoding_for_collation, max_bytes_per_char, TextEncoding};
 
 /// How one column's bytes are laid out in a row image.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -270,7 +270,12 @@ impl TableDecoder {
                 Some(c) if c.kind != plan.kind => c.kind,
                 _ => plan.kind,
             };
-            let (width, scale) = width_and_scale(plan.layout, plan.kind, md, plan.pad_to);
+            let (mut width, scale) = width_and_scale(plan.layout, plan.kind, md, plan.pad_to);
+            if matches!(kind, ColumnType::Char | ColumnType::VarChar) {
+                // The binlog gives the length in bytes, information_schema in characters: a
+                // definition reads the same whichever of the two it came from.
+                width /= max_bytes_per_char(collation).unwrap_or(1);
+            }
             columns.push(Column {
                 name,
                 kind,

@@ -398,7 +398,6 @@ fn write_metric(
 /// The producer's atomics in the text format (they are read, not mirrored into the registry).
 fn render_kinesis(m: &cdcd_kinesis::ProducerMetrics, out: &mut Vec<u8>) {
     use cdcd_kinesis::ProducerMetrics as P;
-    use std::io::Write;
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         let samples: Vec<(String, String)> = samples
             .iter()

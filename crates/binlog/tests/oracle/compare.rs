@@ -28,6 +28,7 @@
 
 use std::fmt::Write as _;
 
+use cdcd_binlog::max_bytes_per_char;
 use cdcd_event::{Column, ColumnType, Value};
 
 use super::json::{self, Json};
@@ -414,11 +415,16 @@ fn check_column(
             "column is BIT({}), but mysqlbinlog printed BIT({bits})",
             column.width
         )),
-        // CHAR/BINARY(N) and VARCHAR/VARBINARY(N): the binlog gives the length in bytes.
-        Printed::String { length } | Printed::VarString { length } if column.width != length => {
+        // CHAR/BINARY(N) and VARCHAR/VARBINARY(N): the binlog gives the length in bytes, the
+        // column in characters of its character set (bytes for BINARY/VARBINARY).
+        Printed::String { length } | Printed::VarString { length }
+            if column.width * bytes_per_char(column) != length =>
+        {
             problems.push(format!(
-                "column width is {}, but the binlog says the column holds {length} bytes",
-                column.width
+                "column width is {} characters of up to {} bytes, but the binlog says the column \
+                 holds {length} bytes",
+                column.width,
+                bytes_per_char(column)
             ))
         }
         _ => {}
@@ -1139,9 +1145,10 @@ mod tests {
         assert!(matches(&printed, &latin1, &Value::String("café".into())).is_ok());
         assert!(matches(&printed, &latin1, &Value::Bytes(b"caf\xe9".to_vec())).is_err());
 
+        // VARCHAR(10) in utf8mb4: 10 characters, 40 bytes in the binlog.
         let utf8 = Column {
             collation: 255,
-            width: 40,
+            width: 10,
             ..column(ColumnType::VarChar)
         };
         let printed = value("'h\u{e9}llo\\n'".as_bytes(), &comment("VARSTRING(40)"));
@@ -1286,5 +1293,12 @@ mod tests {
         };
         assert!(matches(&printed, &not_null, &Value::Decimal("-12345678.91".into())).is_err());
         assert!(matches(&printed, &column(ColumnType::Int), &Value::Int(1)).is_err());
+    }
+}
+
+fn bytes_per_char(column: &Column) -> u32 {
+    match column.kind {
+        ColumnType::Char | ColumnType::VarChar => max_bytes_per_char(column.collation).unwrap_or(1),
+        _ => 1,
     }
 }
