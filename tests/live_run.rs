@@ -363,6 +363,28 @@ async fn lake_reproduces_tables(server: &Server, conn: &mut Conn, db: &str, lake
     let id = replica_id(server, 1);
     let config = config(server, db, &lake, &start, id, "");
     let checkpoint = run_until_end_caught_up(server, conn, &config, &lake, id).await;
+    // The checkpoint knows every captured table's definition (a fingerprint per table).
+    let captured: BTreeSet<String> = conn
+        .exec::<String, _, _>(
+            "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ?",
+            (db,),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let fingerprinted: BTreeSet<String> = checkpoint["schemas"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|t| t.starts_with(&format!("{db}.")))
+        .cloned()
+        .collect();
+    assert_eq!(
+        fingerprinted, captured,
+        "schema fingerprints in the checkpoint"
+    );
 
     // Every change is one row: 3 inserts + 3 updates … counted against `cdcd tail`.
     let changes = server.tail(&start, &format!("{db}.*"), &[]);

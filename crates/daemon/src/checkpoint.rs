@@ -16,7 +16,9 @@
 //! `checkpoint.lease_seconds` ago means that process is alive, and `cdcd run` refuses to start.
 //! A clean stop releases the checkpoint (writes it without an owner).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -35,7 +37,15 @@ pub struct Checkpoint {
     /// Objects about to be written past the position (the parts of a transaction too large to
     /// buffer): a run that resumes here removes them first, since it may cut the parts anew.
     pub pending: Vec<String>,
+    /// The captured tables' definitions at the position (`schema.table` → [fingerprint]), so
+    /// that a run resuming here sees which tables changed while cdcd was stopped.
+    ///
+    /// [fingerprint]: cdcd_event::TableSchema::fingerprint
+    pub schemas: Schemas,
 }
+
+/// Table definitions by `schema.table`, as fingerprints.
+pub type Schemas = Arc<BTreeMap<String, String>>;
 
 impl Checkpoint {
     /// Reads a checkpoint file; `None` when it does not exist yet.
@@ -95,11 +105,29 @@ impl Checkpoint {
                     .collect()
             })
             .unwrap_or_default();
+        // Checkpoints written before the fingerprints have none: nothing to compare.
+        let schemas = match value.get("schemas") {
+            None => BTreeMap::new(),
+            Some(Value::Object(tables)) => tables
+                .iter()
+                .map(|(table, fingerprint)| {
+                    Ok((
+                        table.clone(),
+                        fingerprint
+                            .as_str()
+                            .ok_or_else(|| bad("schemas"))?
+                            .to_string(),
+                    ))
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(bad("schemas")),
+        };
         let checkpoint = Checkpoint {
             flavor,
             server_uuid: value["server_uuid"].as_str().map(str::to_string),
             position: Position { file, pos, gtids },
             pending,
+            schemas: Arc::new(schemas),
         };
         Ok(checkpoint)
     }
@@ -118,6 +146,7 @@ impl Checkpoint {
                 "pos": self.position.pos,
                 "gtids": gtids,
                 "pending_objects": self.pending,
+                "schemas": *self.schemas,
             }),
             owner,
         )
@@ -385,6 +414,10 @@ mod tests {
                 gtids: Gtids::MySql("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42".parse().unwrap()),
             },
             pending: vec!["shop/orders/year=2026/month=11/day=25/hour=08/gtid_23_0.parquet".into()],
+            schemas: Arc::new(BTreeMap::from([(
+                "shop.orders".to_string(),
+                "8c2a6b1f0d3e4a57".to_string(),
+            )])),
         };
         checkpoint.store(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), Some(checkpoint.clone()));

@@ -58,6 +58,8 @@ pub trait Progress: Clone + PartialEq + Send + 'static {
     /// are single Kinesis records, bounded by the stream's record size.
     const SPLITS_TRANSACTIONS: bool;
     fn advance(&mut self, step: Self::Step);
+    /// A DDL statement read before the commit that ends its transaction.
+    fn ddl(&mut self, _ddl: &DdlEvent) {}
     /// The binlog position it stands for (`cdcd run`), for the binlog metrics.
     fn binlog(&self) -> Option<&Position> {
         None
@@ -166,6 +168,7 @@ pub fn cut_objects<R: Input>(
                 }
                 Item::Heartbeat => metrics.caught_up(),
                 Item::Ddl(ddl) => {
+                    boundary.last_commit.ddl(&ddl);
                     if let Some(kinesis) = &mut kinesis {
                         kinesis.put_ddl(&ddl)?;
                     }

@@ -5,19 +5,21 @@
 //! boundary is a transaction's binlog position, checkpointed once its objects are durable.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use tokio::sync::mpsc;
 
-use cdcd_binlog::{Position, Record, Replica, StartFrom, TableFilter};
+use cdcd_binlog::{Position, Record, Replica, StartFrom, Status, TableFilter};
 use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
+use cdcd_event::{DdlEvent, TableSchema};
 use cdcd_kinesis::{OversizeMode, Producer};
 use cdcd_sink::{Lake, Masker, Store};
 
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointStore, Schemas};
 use crate::config::{Config, SourceArgs};
 use crate::kinesis_output::{KinesisFormat, KinesisOutput, Overflow};
 use crate::metrics::Metrics;
@@ -44,7 +46,11 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     metrics.watch_masking(masker.counters());
     let mut options = args.source.options(&config)?;
     // The same checks as `cdcd check`: the source's settings, the lake, Kinesis.
-    crate::check::refuse_on_failure(&crate::check::preflight(&config, &options).await)?;
+    let findings = crate::check::preflight(&config, &options).await;
+    crate::check::refuse_on_failure(&findings)?;
+    let row_metadata_full = findings
+        .iter()
+        .any(|f| f.item == "binlog_row_metadata" && f.status == Status::Ok);
     let store = Store::open(&config.lake.url, &config.lake.s3).await?;
     let checkpoint_url = checkpoint_url(&config);
     let mut checkpoints = CheckpointStore::open(
@@ -94,7 +100,29 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         server_uuid: server.server_uuid.clone(),
         position: replica.position().clone(),
         pending: Vec::new(),
+        schemas: fingerprints(&tables),
     };
+    if let Some(previous) = &resume {
+        let changed = changed_tables(&previous.schemas, &start.schemas);
+        if !changed.is_empty() && !row_metadata_full {
+            bail!(
+                "{} changed since the checkpoint was written, and the server's \
+                 binlog_row_metadata is not FULL: cdcd would read the rows written before the \
+                 change with today's definition. Set binlog_row_metadata=FULL (the binlog then \
+                 names every column), or start over from a new position (remove the checkpoint \
+                 {} and set run.start)",
+                changed.join(", "),
+                checkpoints.location()
+            );
+        }
+        if !changed.is_empty() {
+            tracing::info!(
+                tables = %changed.join(", "),
+                "table definitions changed since the checkpoint; the binlog's column metadata \
+                 describes the rows before the change"
+            );
+        }
+    }
     metrics.checkpointed(Some(&start.position));
     if let Some(previous) = &resume {
         // Parts of a large transaction that the last run cut: this run cuts them anew.
@@ -152,7 +180,10 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     metrics.watch_queue("flushes", &flush_tx);
     let runtime = tokio::runtime::Handle::current();
     let lake_metrics = metrics.clone();
-    let start_position = start.position.clone();
+    let start_position = RunProgress {
+        position: start.position.clone(),
+        schemas: start.schemas.clone(),
+    };
     let lake_thread = std::thread::Builder::new()
         .name("lake".into())
         .spawn(move || {
@@ -264,7 +295,7 @@ async fn read(
 }
 
 impl Input for Record {
-    type Progress = Position;
+    type Progress = RunProgress;
 
     fn into_item(self) -> Item<Position> {
         match self {
@@ -276,17 +307,62 @@ impl Input for Record {
     }
 }
 
-impl Progress for Position {
+/// Where `cdcd run` stands: a transaction boundary, and the captured tables' definitions there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunProgress {
+    position: Position,
+    schemas: Schemas,
+}
+
+impl Progress for RunProgress {
     type Step = Position;
     const SPLITS_TRANSACTIONS: bool = true;
 
     fn advance(&mut self, step: Position) {
-        *self = step;
+        self.position = step;
+    }
+
+    /// A definition read with the statement replaces the table's fingerprint; a dropped table
+    /// has none.
+    fn ddl(&mut self, ddl: &DdlEvent) {
+        let Some((schema, table)) = &ddl.table else {
+            return;
+        };
+        let name = format!("{schema}.{table}");
+        match &ddl.definition {
+            Some(definition) => {
+                Arc::make_mut(&mut self.schemas).insert(name, definition.fingerprint());
+            }
+            None if ddl.operation == "drop-table" => {
+                Arc::make_mut(&mut self.schemas).remove(&name);
+            }
+            None => {}
+        }
     }
 
     fn binlog(&self) -> Option<&Position> {
-        Some(self)
+        Some(&self.position)
     }
+}
+
+/// Fingerprints of the captured tables' definitions.
+fn fingerprints(tables: &[TableSchema]) -> Schemas {
+    Arc::new(
+        tables
+            .iter()
+            .map(|t| (format!("{}.{}", t.schema, t.table), t.fingerprint()))
+            .collect(),
+    )
+}
+
+/// The captured tables whose definition differs from the checkpoint's: changed while cdcd was
+/// stopped, or by a statement after the checkpoint that this run reads again.
+fn changed_tables(checkpoint: &Schemas, now: &Schemas) -> Vec<String> {
+    checkpoint
+        .iter()
+        .filter(|(table, fingerprint)| now.get(*table).is_some_and(|now| now != *fingerprint))
+        .map(|(table, _)| table.clone())
+        .collect()
 }
 
 /// The binlog checkpoint, in one file or object.
@@ -296,10 +372,11 @@ struct RunCheckpoints {
 }
 
 impl Checkpoints for RunCheckpoints {
-    type Progress = Position;
+    type Progress = RunProgress;
 
-    fn advance(&mut self, position: Position) {
-        self.checkpoint.position = position;
+    fn advance(&mut self, progress: RunProgress) {
+        self.checkpoint.position = progress.position;
+        self.checkpoint.schemas = progress.schemas;
         self.checkpoint.pending.clear();
     }
 
@@ -319,5 +396,26 @@ impl Checkpoints for RunCheckpoints {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_tables_are_those_both_know_with_other_definitions() {
+        let schemas = |entries: &[(&str, &str)]| -> Schemas {
+            Arc::new(
+                entries
+                    .iter()
+                    .map(|(t, f)| (t.to_string(), f.to_string()))
+                    .collect(),
+            )
+        };
+        let checkpoint = schemas(&[("a.kept", "1"), ("a.altered", "2"), ("a.dropped", "3")]);
+        let now = schemas(&[("a.kept", "1"), ("a.altered", "9"), ("a.created", "4")]);
+        assert_eq!(changed_tables(&checkpoint, &now), ["a.altered"]);
+        assert!(changed_tables(&schemas(&[]), &now).is_empty());
     }
 }

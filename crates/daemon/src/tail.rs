@@ -170,6 +170,8 @@ fn spawn_writer(
                         server_uuid: target.server_uuid.clone(),
                         position: position.clone(),
                         pending: Vec::new(),
+                        // `cdcd tail` writes what it decoded, not a lake: nothing to compare.
+                        schemas: Default::default(),
                     }
                     .store(&target.path)?;
                     *flushed = Some(position.clone());
