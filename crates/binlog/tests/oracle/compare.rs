@@ -1001,6 +1001,13 @@ pub fn column_summary(column: &Column) -> String {
     )
 }
 
+fn bytes_per_char(column: &Column) -> u32 {
+    match column.kind {
+        ColumnType::Char | ColumnType::VarChar => max_bytes_per_char(column.collation).unwrap_or(1),
+        _ => 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1293,12 +1300,5 @@ mod tests {
         };
         assert!(matches(&printed, &not_null, &Value::Decimal("-12345678.91".into())).is_err());
         assert!(matches(&printed, &column(ColumnType::Int), &Value::Int(1)).is_err());
-    }
-}
-
-fn bytes_per_char(column: &Column) -> u32 {
-    match column.kind {
-        ColumnType::Char | ColumnType::VarChar => max_bytes_per_char(column.collation).unwrap_or(1),
-        _ => 1,
     }
 }
