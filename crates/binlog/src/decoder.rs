@@ -717,24 +717,6 @@ impl Decoder {
             .columns_after_image()
             .map(|b| present_columns(b.iter().by_vals(), columns));
         self.renew_shared_metadata(rows.table_id());
-        if self.require_full_images {
-            let partial = [&before_bits, &after_bits]
-                .into_iter()
-                .flatten()
-                .find(|image| image.count < columns);
-            if let Some(image) = partial {
-                return Err(Error::decode(
-                    at,
-                    event_type_name(type_code),
-                    format!(
-                        "the row image holds {} of {columns} columns: the writing session used \
-                         binlog_row_image=MINIMAL or NOBLOB. cdcd needs FULL images; make sure no \
-                         session overrides binlog_row_image",
-                        image.count
-                    ),
-                ));
-            }
-        }
         let Some((_, table, included)) = self.tables.get(&rows.table_id()).cloned() else {
             return Err(Error::decode(
                 at,
@@ -746,6 +728,27 @@ impl Decoder {
                 ),
             ));
         };
+        // Only the captured tables need full images: another application may write MINIMAL
+        // images to tables cdcd leaves out.
+        if self.require_full_images && included {
+            let partial = [&before_bits, &after_bits]
+                .into_iter()
+                .flatten()
+                .find(|image| image.count < columns);
+            if let Some(image) = partial {
+                return Err(Error::decode(
+                    at,
+                    event_type_name(type_code),
+                    format!(
+                        "the row image of `{}`.`{}` holds {} of {columns} columns: the writing \
+                         session used binlog_row_image=MINIMAL or NOBLOB. cdcd needs FULL images \
+                         of the tables it captures; make sure no session writing them overrides \
+                         binlog_row_image",
+                        table.schema.schema, table.schema.table, image.count
+                    ),
+                ));
+            }
+        }
         if table.plans.len() != columns {
             return Err(Error::Schema {
                 at: at.clone(),

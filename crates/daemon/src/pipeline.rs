@@ -15,6 +15,7 @@
 //! flush (and of all flushes before it) is durable. A crash anywhere loses no change: the next
 //! run resumes at the checkpoint and rewrites the same objects (see `cdcd_sink::lake`).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -228,14 +229,17 @@ pub async fn upload<C: Checkpoints>(
         checkpointed_binlog: None,
         acks,
         saved: Instant::now(),
+        unsaved: false,
         metrics,
     };
-    // Flushes being encoded (on the blocking pool) and written, up to WRITE_AHEAD at once, so
-    // that encoding and the store's latency overlap; they complete in order.
-    let mut in_flight = futures_util::stream::FuturesOrdered::new();
+    // Flushes being encoded on the blocking pool, up to WRITE_AHEAD at once, so that encoding
+    // overlaps the store's latency. Their objects are written one flush at a time, in order, and
+    // only once the checkpoint covers every flush before: at most one flush's objects ever lie
+    // past the checkpoint, which is what lets a replay replace them (see `cdcd_sink::lake`).
+    let mut encoding = VecDeque::new();
     loop {
-        while in_flight.len() < WRITE_AHEAD {
-            let next = if in_flight.is_empty() {
+        while encoding.len() < WRITE_AHEAD {
+            let next = if encoding.is_empty() {
                 flushes.recv().await
             } else {
                 flushes.try_recv().ok()
@@ -245,10 +249,12 @@ pub async fn upload<C: Checkpoints>(
             if flush.checkpoint.is_none() {
                 // Parts of a large transaction: recorded in the checkpoint before they are
                 // written, so a crash cannot leave them unknown; nothing else is in flight then.
-                while let Some(written) = in_flight.next().await {
-                    committer.complete(written?, false).await?;
+                while let Some(encoded) = encoding.pop_front() {
+                    committer.write(&store, encoded, false).await?;
                 }
-                let objects = encode(flush.objects).await?;
+                let objects = encode(flush.objects)
+                    .await
+                    .context("the encoder panicked")??;
                 committer
                     .checkpoints
                     .add_pending(objects.iter().map(|o| o.key.clone()).collect());
@@ -259,36 +265,45 @@ pub async fn upload<C: Checkpoints>(
                     .await?;
                 continue;
             }
-            let store = &store;
-            in_flight.push_back(async move {
-                let objects = encode(flush.objects).await?;
-                let written = write_objects(store, objects).await?;
-                Ok::<_, anyhow::Error>((flush.checkpoint, flush.kinesis_token, started, written))
+            encoding.push_back(Encoded {
+                objects: encode(flush.objects),
+                checkpoint: flush.checkpoint,
+                kinesis_token: flush.kinesis_token,
+                started,
             });
         }
-        let Some(written) = in_flight.next().await else {
+        let Some(encoded) = encoding.pop_front() else {
             break;
         };
-        let more = !in_flight.is_empty();
-        committer.complete(written?, more).await?;
+        let more = !encoding.is_empty();
+        committer.write(&store, encoded, more).await?;
     }
     committer.release().await
 }
 
-/// Flushes encoded and written at the same time.
+/// Flushes encoded at the same time.
 const WRITE_AHEAD: usize = 2;
+
+/// A flush being encoded, and what it completes.
+struct Encoded<P> {
+    objects: tokio::task::JoinHandle<Result<Vec<Object>, cdcd_sink::LakeError>>,
+    checkpoint: Option<P>,
+    kinesis_token: Option<u64>,
+    started: Instant,
+}
 
 /// A flush whose objects are durable: the boundary it completes, its Kinesis token, when it
 /// started, and the sizes and row count of its objects.
 type Written<P> = (Option<P>, Option<u64>, Instant, (Vec<u64>, usize));
 
-async fn encode(pending: Pending) -> Result<Vec<Object>> {
-    if pending.rows() == 0 {
-        return Ok(Vec::new());
-    }
-    Ok(tokio::task::spawn_blocking(move || pending.encode())
-        .await
-        .context("the encoder panicked")??)
+/// Encodes on the blocking pool, starting now.
+fn encode(pending: Pending) -> tokio::task::JoinHandle<Result<Vec<Object>, cdcd_sink::LakeError>> {
+    tokio::task::spawn_blocking(move || {
+        if pending.rows() == 0 {
+            return Ok(Vec::new());
+        }
+        pending.encode()
+    })
 }
 
 /// Writes the objects (several at once); their sizes and row count.
@@ -315,10 +330,38 @@ struct Committer<C> {
     checkpointed_binlog: Option<Position>,
     acks: Option<Acks>,
     saved: Instant,
+    /// Advanced since the last save.
+    unsaved: bool,
     metrics: Arc<Metrics>,
 }
 
 impl<C: Checkpoints> Committer<C> {
+    /// Writes an encoded flush's objects, after saving the checkpoint of the flushes before it
+    /// (if they have objects: a replay can only replace the objects of the one flush past the
+    /// checkpoint), then completes it.
+    async fn write(
+        &mut self,
+        store: &Store,
+        encoded: Encoded<C::Progress>,
+        more: bool,
+    ) -> Result<()> {
+        let objects = encoded.objects.await.context("the encoder panicked")??;
+        if !objects.is_empty() && self.unsaved {
+            self.save().await?;
+        }
+        let written = write_objects(store, objects).await?;
+        self.complete(
+            (
+                encoded.checkpoint,
+                encoded.kinesis_token,
+                encoded.started,
+                written,
+            ),
+            more,
+        )
+        .await
+    }
+
     /// Accounts for a written flush and checkpoints its boundary. While catching up (`more`
     /// flushes in flight) the checkpoint is written at most once a second: it only lags, and
     /// the store is spared a conditional PUT per flush.
@@ -335,6 +378,7 @@ impl<C: Checkpoints> Committer<C> {
             }
             self.checkpointed_binlog = position.binlog().cloned();
             self.checkpoints.advance(position);
+            self.unsaved = true;
             if !more || self.saved.elapsed() >= Duration::from_secs(1) {
                 self.save().await?;
             }
@@ -348,6 +392,7 @@ impl<C: Checkpoints> Committer<C> {
     async fn save(&mut self) -> Result<()> {
         self.checkpoints.save(false).await?;
         self.saved = Instant::now();
+        self.unsaved = false;
         // Advanced, or confirmed while idle: durable up to the source's present.
         self.metrics.checkpointed(self.checkpointed_binlog.as_ref());
         Ok(())

@@ -19,7 +19,8 @@
 //!   objects never mix lanes, so the interleaving of the sources does not change any object.
 //! - Objects are written in *flushes*; a flush writes every buffered row of every committed
 //!   transaction, and the caller records the checkpoint (the flush's transaction boundary) only
-//!   after all its objects are durable. After a checkpoint nothing is buffered, so whichever run
+//!   after all its objects are durable, and writes the next flush's objects only after that: the
+//!   objects of at most one flush ever lie past the checkpoint. After a checkpoint nothing is buffered, so whichever run
 //!   continues from it starts each table's next object at the same row. Where the crashed run
 //!   flushed later than the new one (a timer fired at another moment), the new run's object of
 //!   the same name holds a prefix of the old one's rows and replaces it; the rest follow in a
