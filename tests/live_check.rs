@@ -4,7 +4,8 @@
 //! Wrong server settings are made on a PRIVATE MariaDB (scripts/mariadb.sh, BASE=/tmp/cdcd-ops-
 //! mariadb, 127.0.0.1:3420): other tests use the shared servers at the same time, so nothing here
 //! sets a global variable on them. The MySQL-only items (gtid_mode, binlog_row_value_options) are
-//! read from the shared MySQL and compared with what the server itself says. Outputs: a missing
+//! read from the shared MySQL and compared with what the server itself says, and changed on a
+//! private MySQL 9.7 (scripts/mysql.sh, INSTANCE=fail-check, 127.0.0.1:3430). Outputs: a missing
 //! bucket and a key without rights on SeaweedFS, a missing and an existing Kinesis stream on
 //! kinesis-mock. Oracles: the server's own variables, the binlog file's modification time in the
 //! private datadir, `SELECT COUNT(*)`, and Prometheus's own view of the scrape.
@@ -19,6 +20,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use serde_json::Value as Json;
 
+use support::faults::PrivateMySql;
 use support::Server;
 
 /// The private MariaDB of these tests.
@@ -111,11 +113,19 @@ lease_seconds = 5
 {lake}
 {extra}
 "#,
-        metrics = 10_600 + server_id - 7550,
+        metrics = metrics_port(server_id),
     );
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Replica ids 7550-7599 listen on 10600-10649, the private MySQL's 7702-7709 on 10712-10719.
+fn metrics_port(server_id: u32) -> u32 {
+    match server_id {
+        7700..=7709 => 10_710 + server_id - 7700,
+        _ => 10_600 + server_id - 7550,
+    }
 }
 
 fn cdcd(config: &Path, args: &[&str]) -> Command {
@@ -646,6 +656,59 @@ async fn check_reads_mysql_gtid_mode_and_row_value_options() {
         "missing REPLICATION SLAVE, REPLICATION CLIENT",
         "MySQL user with SELECT only",
     );
+}
+
+/// The MySQL-only settings changed on a private MySQL 9.7: `binlog_row_value_options=PARTIAL_JSON`
+/// is OK and named (cdcd applies the diffs to the before image); `gtid_mode` stepped down from ON
+/// to OFF (one step at a time, as MySQL requires) is a WARN naming each mode, `cdcd check` exits
+/// 0 and `cdcd run` logs it and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_mysql_gtid_mode_and_row_value_options_as_changed() {
+    let server = PrivateMySql::start("fail-check", 3430, 1);
+    let mut root = server.conn().await;
+    let config = config("mysql-private", &server.repl_url(), 7702, "");
+    let (ok, lines, stderr) = check(&config, &[]);
+    assert!(ok, "{stderr}\n{}", lines.join("\n"));
+    let gtid_line = line_of(&lines, "OK", "gtid_mode");
+    let options_line = line_of(&lines, "OK", "binlog_row_value_options");
+    assert!(options_line.contains("''"), "{options_line}");
+    println!("fresh private MySQL -> `{gtid_line}`, `{options_line}`");
+
+    set_global(&mut root, "binlog_row_value_options = 'PARTIAL_JSON'").await;
+    let said: String = root
+        .query_first("SELECT @@GLOBAL.binlog_row_value_options")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(said, "PARTIAL_JSON");
+    let (ok, lines, stderr) = check(&config, &[]);
+    assert!(ok, "{stderr}\n{}", lines.join("\n"));
+    let options_line = line_of(&lines, "OK", "binlog_row_value_options");
+    assert!(
+        options_line.contains("PARTIAL_JSON") && options_line.contains("before image"),
+        "{options_line}"
+    );
+    println!(
+        "injected: SET GLOBAL binlog_row_value_options = 'PARTIAL_JSON' (the server says {said}) \
+         -> cdcd check exits 0: `{options_line}`"
+    );
+
+    for mode in ["ON_PERMISSIVE", "OFF_PERMISSIVE", "OFF"] {
+        set_global(&mut root, &format!("gtid_mode = '{mode}'")).await;
+        let said: String = root
+            .query_first("SELECT @@GLOBAL.gtid_mode")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(said, mode);
+        warns(
+            &config,
+            &[],
+            "gtid_mode",
+            &format!("{mode}: positions are file offsets only"),
+            &format!("SET GLOBAL gtid_mode = '{mode}' (the server says {said})"),
+        );
+    }
 }
 
 /// A real Prometheus server scrapes a running `cdcd run`: the target is up, the lag metric is

@@ -11,14 +11,17 @@
 //!   (continues), and back to a server that lacks them (stops, naming both servers and the
 //!   missing GTIDs); binlogs purged past the checkpoint while cdcd is stopped (it refuses to
 //!   start, naming them). Private MariaDB instances; the lag returns to 0. The cut also on MySQL
-//!   (GTID event ids), through the proxy in front of the shared server.
+//!   (GTID event ids), through the proxy in front of the shared server. The failover also on
+//!   MySQL 9.7 (private instances from `scripts/mysql.sh`): told apart by server_uuid, the error
+//!   names the missing GTID set.
 //! - S3 (a private SeaweedFS) killed for 30 s and started again, and Kinesis throttling and 5xx
 //!   (a private fault proxy in front of kinesis-mock): cdcd stalls, retries, recovers, and
 //!   `/metrics` counts it.
 //!
 //! Oracles: `cdcd tail` over the same binlog range for the set of event ids that must be in the
 //! lake, the source tables themselves (`SELECT`) for the `_latest` views, the servers' GTID state.
-//! Ports: proxies 10500-10549, metrics 10550-10599, replica server ids 7500-7549.
+//! Ports: proxies 10500-10549, metrics 10550-10599, replica server ids 7500-7549; the MySQL
+//! failover: servers 3430-3431, proxy 10700, metrics 10710-10719, replica server ids 7700-7709.
 
 mod support;
 
@@ -31,7 +34,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde_json::Value as Json;
 
-use support::faults::{KinesisFaults, PrivateMariaDb, PrivateS3, Rng, TcpProxy};
+use support::faults::{KinesisFaults, PrivateMariaDb, PrivateMySql, PrivateS3, Rng, TcpProxy};
 use support::lake::{cdcd_command, event_id_counts, latest_rows, Lake};
 use support::Server;
 
@@ -208,8 +211,12 @@ impl Drop for Running {
 }
 
 fn metrics_port(server_id: u32) -> u16 {
-    // Server ids 7500-7549 map to metrics ports 10550-10599.
-    (10_550 + server_id - 7500) as u16
+    // Server ids 7500-7549 map to metrics ports 10550-10599, 7700-7709 to 10710-10719.
+    let port = match server_id {
+        7700..=7709 => 10_710 + server_id - 7700,
+        _ => 10_550 + server_id - 7500,
+    };
+    port as u16
 }
 
 /// A sample's value in a metrics text (`name` with its labels as rendered), 0 when absent.
@@ -721,65 +728,27 @@ async fn source_restart_cut_and_failover() {
         sample(&metrics, "cdcd_replication_lag_seconds")
     );
 
-    // 3. Failover to the replica, which has every GTID read so far.
-    let position = gtid_pos(&mut conn, true).await;
-    let waited: i64 = replica_conn
-        .query_first(format!("SELECT MASTER_GTID_WAIT('{position}', 60)"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(waited, 0, "the replica caught up with {position}");
-    replica_conn.query_drop("STOP SLAVE").await.unwrap();
-    proxy.retarget(replica.port);
-    println!("injected: failover: the endpoint now leads to the replica (server_id 2), which has {position}");
-    for _ in 0..5 {
-        replica_conn.query_drop(insert(4)).await.unwrap();
-    }
-    wait_until(
-        "the new primary's rows in the lake",
-        Duration::from_secs(90),
-        || caught_up(&replica.repl_url()),
+    // 3, 4. Failover to the replica, which has every GTID read so far; then back to the old
+    //       primary, which lacks the new primary's transactions: cdcd stops.
+    let objects_before = fail_over_and_back(
+        &proxy,
+        (&pipeline, &mut child),
+        Side {
+            port: primary.port,
+            repl_url: primary.repl_url(),
+            identity: "server_id 1".into(),
+            conn: &mut conn,
+        },
+        Side {
+            port: replica.port,
+            repl_url: replica.repl_url(),
+            identity: "server_id 2".into(),
+            conn: &mut replica_conn,
+        },
+        (true, &mut insert, &caught_up),
+        |_| "domain 2".to_string(),
     )
     .await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "cdcd exited: {}",
-        pipeline.log()
-    );
-    let metrics = pipeline.metrics();
-    assert_eq!(sample(&metrics, "cdcd_failovers_total"), 1.0, "{metrics}");
-    println!(
-        "verified: cdcd continued on server_id 2 by GTID; every row (old and new primary) once \
-         in the lake; cdcd_failovers_total 1"
-    );
-
-    // 4. Back to the old primary, which lacks the new primary's transactions: cdcd stops.
-    let objects_before = walk(&lake_dir);
-    let new_position = gtid_pos(&mut replica_conn, true).await;
-    proxy.retarget(primary.port);
-    println!("injected: the endpoint leads back to server_id 1, which lacks {new_position}");
-    let mut status = None;
-    wait_until("cdcd to stop", Duration::from_secs(120), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    })
-    .await;
-    let log = pipeline.log();
-    let last = log.lines().last().unwrap_or_default();
-    assert!(!status.unwrap().success(), "cdcd must fail: {log}");
-    for needle in ["server_id 1", "server_id 2", "domain 2"] {
-        assert!(last.contains(needle), "the error names {needle}: {last}");
-    }
-    assert_eq!(
-        walk(&lake_dir).len(),
-        objects_before.len(),
-        "nothing written"
-    );
-    assert!(
-        caught_up(&replica.repl_url()),
-        "the lake still holds every row once"
-    );
-    println!("verified: cdcd stopped with: {last}");
 
     // 5. While cdcd is stopped, the new primary purges binlogs past its checkpoint: it refuses
     //    to start, names the purged transactions, and writes nothing.
@@ -827,6 +796,110 @@ async fn source_restart_cut_and_failover() {
         "the checkpoint did not move"
     );
     println!("verified: cdcd refused to start, nothing written: {last}");
+}
+
+/// One server of a failover: its port (behind the proxy), its replication URL (for the oracle),
+/// how cdcd's errors name it, and a root connection.
+struct Side<'a> {
+    port: u16,
+    repl_url: String,
+    identity: String,
+    conn: &'a mut Conn,
+}
+
+/// The proxy, so far leading to `old`, retargeted to `new`, a GTID replica of `old` (MariaDB
+/// with `mariadb`, else MySQL) once it has every transaction of `old` and replication stopped:
+/// cdcd continues on `new` (rows from `insert` written there reach the lake once each,
+/// `cdcd_failovers_total` 1). Then back to `old`, which lacks them: cdcd stops, naming both
+/// servers and `missing(new's GTID position)`, and writes nothing. Returns the lake's files then.
+async fn fail_over_and_back(
+    proxy: &TcpProxy,
+    (pipeline, child): (&Pipeline, &mut Running),
+    old: Side<'_>,
+    new: Side<'_>,
+    (mariadb, insert, caught_up): (
+        bool,
+        &mut impl FnMut(usize) -> String,
+        &impl Fn(&str) -> bool,
+    ),
+    missing: impl Fn(&str) -> String,
+) -> Vec<PathBuf> {
+    let position = gtid_pos(old.conn, mariadb).await;
+    let (wait, stop) = if mariadb {
+        ("MASTER_GTID_WAIT", "STOP SLAVE")
+    } else {
+        ("WAIT_FOR_EXECUTED_GTID_SET", "STOP REPLICA")
+    };
+    let waited: i64 = new
+        .conn
+        .query_first(format!("SELECT {wait}('{position}', 60)"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(waited, 0, "the replica caught up with {position}");
+    new.conn.query_drop(stop).await.unwrap();
+    proxy.retarget(new.port);
+    println!(
+        "injected: failover: the endpoint now leads to the replica ({}), which has {position}",
+        new.identity
+    );
+    for _ in 0..5 {
+        new.conn.query_drop(insert(4)).await.unwrap();
+    }
+    wait_until(
+        "the new primary's rows in the lake",
+        Duration::from_secs(90),
+        || caught_up(&new.repl_url),
+    )
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "cdcd exited: {}",
+        pipeline.log()
+    );
+    let metrics = pipeline.metrics();
+    assert_eq!(sample(&metrics, "cdcd_failovers_total"), 1.0, "{metrics}");
+    println!(
+        "verified: cdcd continued on {} by GTID; every row (old and new primary) once in the \
+         lake; cdcd_failovers_total 1",
+        new.identity
+    );
+
+    let lake_dir = Path::new(&pipeline.lake);
+    let objects_before = walk(lake_dir);
+    let new_position = gtid_pos(new.conn, mariadb).await;
+    let missing = missing(&new_position);
+    proxy.retarget(old.port);
+    println!(
+        "injected: the endpoint leads back to {}, which lacks {missing} of {new_position}",
+        old.identity
+    );
+    let mut status = None;
+    wait_until("cdcd to stop", Duration::from_secs(120), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    })
+    .await;
+    let log = pipeline.log();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(!status.unwrap().success(), "cdcd must fail: {log}");
+    for needle in [&old.identity, &new.identity, &missing] {
+        assert!(
+            last.contains(needle.as_str()),
+            "the error names {needle}: {last}"
+        );
+    }
+    assert_eq!(
+        walk(lake_dir).len(),
+        objects_before.len(),
+        "nothing written"
+    );
+    assert!(
+        caught_up(&new.repl_url),
+        "the lake still holds every row once"
+    );
+    println!("verified: cdcd stopped with: {last}");
+    objects_before
 }
 
 /// Cuts the replication connection in the middle of a 4,000-row transaction (~1 MiB) into
@@ -916,6 +989,95 @@ async fn mysql_connection_cut_mid_transaction() {
     )
     .await;
     cut_mid_transaction(&proxy, &mut conn, db, (&pipeline, &mut child), caught_up).await;
+}
+
+/// The failover on MySQL 9.7: private primary A and its GTID replica B (scripts/mysql.sh), cdcd
+/// through the proxy to A, then to B (it has A's GTIDs: cdcd continues), then back to A, which
+/// lacks what was written on B: cdcd stops naming both server_uuids and B's missing GTIDs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_failover_by_server_uuid() {
+    let primary = PrivateMySql::start("fail-a", 3430, 1);
+    let replica = PrivateMySql::start("fail-b", 3431, 2);
+    replica.replicate_from(&primary).await;
+    let db = "cdcd_mfail_source";
+    let mut conn = primary.conn().await;
+    let mut replica_conn = replica.conn().await;
+    let uuid_query = "SELECT @@server_uuid";
+    let uuid_a: String = conn.query_first(uuid_query).await.unwrap().unwrap();
+    let uuid_b: String = replica_conn.query_first(uuid_query).await.unwrap().unwrap();
+    assert_ne!(uuid_a, uuid_b, "fresh datadirs, fresh server_uuids");
+    conn.query_drop(format!(
+        "CREATE DATABASE {db}; CREATE TABLE {db}.t (id BIGINT PRIMARY KEY, v VARCHAR(300), n BIGINT)"
+    ))
+    .await
+    .unwrap();
+    let start = format!("gtid:{}", gtid_pos(&mut conn, false).await);
+    let proxy = TcpProxy::start(10700, primary.port);
+    let source = format!("mysql://repl:replpw@127.0.0.1:{}", proxy.port);
+    let lake_dir = std::env::temp_dir().join("cdcd-mfail-lake");
+    let _ = std::fs::remove_dir_all(&lake_dir);
+    let pipeline = Pipeline::new(
+        "mfail",
+        (&source, db, &start),
+        7700,
+        &lake_dir.display().to_string(),
+        None,
+        None,
+    );
+    let mut child = pipeline.spawn();
+    let mut next_id = 0;
+    let mut insert = |n: usize| {
+        let rows: Vec<String> = (0..n)
+            .map(|_| {
+                next_id += 1;
+                format!("({next_id}, REPEAT('m', 250), {next_id})")
+            })
+            .collect();
+        format!("INSERT INTO {db}.t VALUES {}", rows.join(", "))
+    };
+    for _ in 0..20 {
+        conn.query_drop(insert(5)).await.unwrap();
+    }
+    println!(
+        "injected: 20 transactions of 5 rows on A (server_uuid {uuid_a}), read through the proxy"
+    );
+    let lake = pipeline.lake();
+    let caught_up = |source_url: &str| exactly_once(&lake, (source_url, &start, db), &["t"], 7701);
+    wait_until(
+        "the first rows in the lake",
+        Duration::from_secs(60),
+        || caught_up(&primary.repl_url()),
+    )
+    .await;
+    println!("verified: the lake holds A's 100 rows once each");
+    // What A lacks after the writes on B: every transaction B ran itself (its users, then the
+    // rows), i.e. B's own uuid's entry in its gtid_executed.
+    let own_of_b = |position: &str| {
+        position
+            .split(',')
+            .find(|entry| entry.starts_with(uuid_b.as_str()))
+            .unwrap_or_else(|| panic!("no {uuid_b} in {position}"))
+            .to_string()
+    };
+    fail_over_and_back(
+        &proxy,
+        (&pipeline, &mut child),
+        Side {
+            port: primary.port,
+            repl_url: primary.repl_url(),
+            identity: format!("server_uuid {uuid_a}"),
+            conn: &mut conn,
+        },
+        Side {
+            port: replica.port,
+            repl_url: replica.repl_url(),
+            identity: format!("server_uuid {uuid_b}"),
+            conn: &mut replica_conn,
+        },
+        (false, &mut insert, &caught_up),
+        own_of_b,
+    )
+    .await;
 }
 
 /// Every file under `dir`.

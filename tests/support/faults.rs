@@ -1,7 +1,7 @@
 //! Fault injection for the fault tests: a TCP proxy of our own between cdcd and a server (cut
 //! every connection, cut mid-stream after some bytes, or lead to another server), and private
 //! instances of the real servers that a test may stop, restart and reconfigure (a MariaDB from
-//! `scripts/mariadb.sh`, a SeaweedFS `weed mini`, the Kinesis fault proxy of `scripts/aws`), so
+//! `scripts/mariadb.sh`, a MySQL from `scripts/mysql.sh`, a SeaweedFS `weed mini`, the Kinesis fault proxy of `scripts/aws`), so
 //! that the shared services stay untouched.
 //!
 //! Every instance stops when its handle is dropped, also when the test fails.
@@ -208,14 +208,19 @@ impl PrivateMariaDb {
 
     /// A root connection in UTC with row logging, like [`super::Server::conn`].
     pub async fn conn(&self) -> mysql_async::Conn {
-        use mysql_async::prelude::Queryable;
-        let opts = mysql_async::Opts::from_url(&self.root_url()).unwrap();
-        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
-        conn.query_drop("SET SESSION time_zone = '+00:00'")
-            .await
-            .unwrap();
-        conn
+        root_conn(&self.root_url()).await
     }
+}
+
+/// A root connection to `url` in UTC.
+async fn root_conn(url: &str) -> mysql_async::Conn {
+    use mysql_async::prelude::Queryable;
+    let opts = mysql_async::Opts::from_url(url).unwrap();
+    let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+    conn.query_drop("SET SESSION time_zone = '+00:00'")
+        .await
+        .unwrap();
+    conn
 }
 
 impl Drop for PrivateMariaDb {
@@ -226,6 +231,90 @@ impl Drop for PrivateMariaDb {
             .env("PORT", self.port.to_string())
             .stdin(Stdio::null())
             .output();
+    }
+}
+
+/// A private Oracle MySQL from `scripts/mysql.sh` (`INSTANCE=`: in the shared sid chroot, with a
+/// datadir, socket and pid file of its own) on 127.0.0.1:`port` as `server_id`, created fresh, so
+/// with a server_uuid of its own; GTIDs on, like the shared server.
+pub struct PrivateMySql {
+    pub instance: String,
+    pub port: u16,
+    pub server_id: u32,
+}
+
+impl PrivateMySql {
+    pub fn start(instance: &str, port: u16, server_id: u32) -> PrivateMySql {
+        let server = PrivateMySql {
+            instance: instance.to_string(),
+            port,
+            server_id,
+        };
+        server.script("reset");
+        server
+    }
+
+    fn command(&self, action: &str) -> Command {
+        let mut command = Command::new(repo_root().join("scripts/mysql.sh"));
+        command
+            .arg(action)
+            .env("INSTANCE", &self.instance)
+            .env("PORT", self.port.to_string())
+            .env("SERVER_ID", self.server_id.to_string())
+            // three instances (with the shared one) on a CI machine: a small buffer pool each
+            .env("MYSQLD_EXTRA", "--innodb-buffer-pool-size=64M")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn script(&self, action: &str) {
+        let out = self.command(action).output().unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/mysql.sh {action} (INSTANCE={} PORT={}): {}",
+            self.instance,
+            self.port,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn stop(&self) {
+        self.script("stop");
+    }
+
+    pub fn root_url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    pub fn repl_url(&self) -> String {
+        format!("mysql://repl:replpw@127.0.0.1:{}", self.port)
+    }
+
+    /// A root connection in UTC, like [`super::Server::conn`].
+    pub async fn conn(&self) -> mysql_async::Conn {
+        root_conn(&self.root_url()).await
+    }
+
+    /// Makes this server a GTID replica of `source` (auto-positioned, so it fetches every
+    /// transaction `source` has) and starts replicating.
+    pub async fn replicate_from(&self, source: &PrivateMySql) {
+        use mysql_async::prelude::Queryable;
+        self.conn()
+            .await
+            .query_drop(format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = {}, \
+                 SOURCE_USER = 'repl', SOURCE_PASSWORD = 'replpw', SOURCE_AUTO_POSITION = 1, \
+                 GET_SOURCE_PUBLIC_KEY = 1, SOURCE_CONNECT_RETRY = 1; START REPLICA",
+                source.port
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for PrivateMySql {
+    fn drop(&mut self) {
+        let _ = self.command("stop").output();
     }
 }
 
