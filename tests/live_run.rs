@@ -76,43 +76,8 @@ async fn kinesis_receives_every_change(server: &Server, conn: &mut Conn, db: &st
     );
     let id = replica_id(server, 6);
     let config = config(server, db, &lake, &start, id, &extra);
-    // Run it in the background long enough to scrape the producer's metrics.
-    let mut child = cdcd_command(&config, &["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Scrape until the count stops growing (caught up), then stop it.
-    let put_total = |text: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix("cdcd_kinesis_records_put_total "))
-            .and_then(|n| n.parse().ok())
-    };
-    let (mut put_metric, mut stable, mut text) = (None, 0, String::new());
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if std::net::TcpStream::connect(metrics_listen(id)).is_err() {
-            continue;
-        }
-        text = http_get(id, "/metrics").1;
-        let now = put_total(&text);
-        stable = if now.is_some_and(|n| n > 0) && now == put_metric {
-            stable + 1
-        } else {
-            0
-        };
-        if stable == 3 {
-            break;
-        }
-        put_metric = now;
-    }
-    promtool_check_metrics(&text);
-    libc_kill::send(child.id(), libc_kill::TERM);
-    assert!(
-        child.wait().unwrap().success(),
-        "SIGTERM stops cdcd cleanly"
-    );
-
+    // The changes, as `cdcd tail --format dms` renders them (its values are checked against
+    // SELECT by the binlog tests).
     let tail = cdcd_command(
         &config,
         &["tail", "--until-end", "--format", "dms", "--from", &start],
@@ -138,6 +103,37 @@ async fn kinesis_receives_every_change(server: &Server, conn: &mut Conn, db: &st
         .lines()
         .map(comparable)
         .collect();
+    // Run it in the background long enough to scrape the producer's metrics.
+    let mut child = cdcd_command(&config, &["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Scrape until every change the tail found is acknowledged, then stop it.
+    let put_total = |text: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix("cdcd_kinesis_records_put_total "))
+            .and_then(|n| n.parse().ok())
+    };
+    let (mut put_metric, mut text) = (None, String::new());
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if std::net::TcpStream::connect(metrics_listen(id)).is_err() {
+            continue;
+        }
+        text = http_get(id, "/metrics").1;
+        put_metric = put_total(&text);
+        if put_metric == Some(expected.len() as u64) {
+            break;
+        }
+    }
+    promtool_check_metrics(&text);
+    libc_kill::send(child.id(), libc_kill::TERM);
+    assert!(
+        child.wait().unwrap().success(),
+        "SIGTERM stops cdcd cleanly"
+    );
+
     let mut records: Vec<Json> = kinesis_stream(&["read", &stream]);
     kinesis_stream(&["delete", &stream]);
     for record in &mut records {
@@ -250,11 +246,17 @@ async fn purged_binlogs_stop_the_restart(server: &Server, conn: &mut Conn, db: &
     .unwrap();
     run_until_end(&config);
     // Transactions the table filter leaves out still move the checkpoint (so the server can
-    // purge what cdcd no longer needs), and write nothing.
+    // purge what cdcd no longer needs), and write nothing, even with the partial row images of an
+    // application that writes them with binlog_row_image=MINIMAL.
     conn.query_drop(format!(
-        "CREATE DATABASE IF NOT EXISTS {db}_other;
-         CREATE TABLE IF NOT EXISTS {db}_other.t (id INT PRIMARY KEY AUTO_INCREMENT);
-         INSERT INTO {db}_other.t VALUES (NULL), (NULL)"
+        "DROP DATABASE IF EXISTS {db}_other;
+         CREATE DATABASE {db}_other;
+         CREATE TABLE {db}_other.t (id INT PRIMARY KEY AUTO_INCREMENT, v INT);
+         INSERT INTO {db}_other.t (v) VALUES (1), (2);
+         SET SESSION binlog_row_image = 'MINIMAL';
+         UPDATE {db}_other.t SET v = v + 1;
+         DELETE FROM {db}_other.t WHERE v = 2;
+         SET SESSION binlog_row_image = 'FULL'"
     ))
     .await
     .unwrap();
