@@ -803,7 +803,9 @@ async fn bad_input(server: &Server, conn: &mut Conn, db: &str) {
     .await
     .unwrap();
     let tables = format!("{db}.composite");
-    server.tail_fails(&from, &tables, "row image holds");
+    // The error names the table.
+    let needle = format!("row image of `{db}`.`composite` holds 2 of 3 columns");
+    server.tail_fails(&from, &tables, &needle);
 }
 
 async fn purged_start_is_refused(server: &Server, conn: &mut Conn) {
