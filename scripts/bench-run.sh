@@ -430,12 +430,23 @@ timed() {
   log "  $name: $(tail -1 "$TMP/$name.times" | awk '{ printf "%s s, %.1f MiB, %s s CPU", $1, $2 / 1024, $3 }')"
 }
 
+# SeaweedFS runs on this machine and shares its cores: its own CPU seconds so far (utime + stime
+# of the server scripts/aws.sh started), to report what the S3 runs cost the store.
+STORE_PID=$(cat "${CDCD_AWS_BASE:-/tmp/cdcd-aws}/run/s3.pid" 2>/dev/null || true)
+store_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$STORE_PID/stat" 2>/dev/null || echo nan
+}
+
 # lake_run NAME LAKE_URL: cdcd run --until-end into a fresh lake, then its rows checked and
 # its objects and bytes appended to $TMP/NAME.objects
 lake_run() {
-  local name=$1 lake=$2 out
+  local name=$1 lake=$2 out cpu0
   config "$TMP/$name.toml" "$lake" users 1
+  cpu0=$(store_cpu)
   timed "$name" "$CDCD" run --config "$TMP/$name.toml" --until-end
+  if [[ $lake == s3://* ]]; then
+    awk -v a="$cpu0" -v b="$(store_cpu)" 'BEGIN { printf "%.2f\n", b - a }' >> "$TMP/$name.store_cpu"
+  fi
   out=$("$PY" "$TMP/bench.py" verify "$lake" "$DB.users" "$ROWS" "$NAME1" "$EMAIL1" "$PHONE1") ||
     die "$name: the lake at $lake does not hold the $ROWS rows"
   log "  $name: $out"
@@ -540,6 +551,7 @@ echo
 echo "every lake read back with DuckDB: $ROWS rows, ids 1..$ROWS once each, name/email/phone HMAC-SHA256"
 echo "binlog written by other clients after the range (read by every reader): $AFTER0 MiB before the timed runs, $AFTER1 MiB after"
 echo "load average (1/5/15 min): $LOAD0 before the timed runs, $LOAD1 after"
+echo "SeaweedFS's own CPU while cdcd run -> S3 wrote (it shares these $(nproc) cores), per run: $(paste -sd' ' "$TMP/run-s3.store_cpu" 2>/dev/null || echo unknown) s"
 verdict=PASS
 for r in run-local run-s3; do
   rr=$(rate "$(med "$r")")
