@@ -94,8 +94,34 @@ pub struct Flush<P> {
 /// Concurrent PUTs per flush.
 const PARALLEL_PUTS: usize = 8;
 
+/// Starts the lake thread ([`cut_objects`]) on the current runtime.
+pub fn spawn_lake_thread<R: Input>(
+    records: mpsc::Receiver<Vec<R>>,
+    flushes: mpsc::Sender<Flush<R::Progress>>,
+    lake: Lake,
+    (checkpoint_interval, start): (Duration, R::Progress),
+    metrics: Arc<Metrics>,
+    kinesis: Option<KinesisOutput>,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("lake".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            cut_objects(
+                records,
+                flushes,
+                lake,
+                (checkpoint_interval, start),
+                &metrics,
+                kinesis,
+            )
+        })
+        .context("starting the lake thread")
+}
+
 /// The lake thread: buffers rows, decides when objects are cut and flushed, and feeds Kinesis.
-pub fn cut_objects<R: Input>(
+fn cut_objects<R: Input>(
     mut records: mpsc::Receiver<Vec<R>>,
     flushes: mpsc::Sender<Flush<R::Progress>>,
     mut lake: Lake,

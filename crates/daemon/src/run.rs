@@ -178,26 +178,18 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     let (flush_tx, flush_rx) = mpsc::channel(2);
     metrics.watch_queue("records", &records_tx);
     metrics.watch_queue("flushes", &flush_tx);
-    let runtime = tokio::runtime::Handle::current();
-    let lake_metrics = metrics.clone();
     let start_position = RunProgress {
         position: start.position.clone(),
         schemas: start.schemas.clone(),
     };
-    let lake_thread = std::thread::Builder::new()
-        .name("lake".into())
-        .spawn(move || {
-            let _runtime = runtime.enter();
-            pipeline::cut_objects(
-                records_rx,
-                flush_tx,
-                lake,
-                (interval, start_position),
-                &lake_metrics,
-                kinesis,
-            )
-        })
-        .context("starting the lake thread")?;
+    let lake_thread = pipeline::spawn_lake_thread(
+        records_rx,
+        flush_tx,
+        lake,
+        (interval, start_position),
+        metrics.clone(),
+        kinesis,
+    )?;
     let checkpoints = RunCheckpoints {
         store: checkpoints,
         checkpoint: start,

@@ -291,22 +291,16 @@ pub async fn run(config_path: Option<&Path>, args: SinkArgs) -> Result<()> {
 
     let (records_tx, records_rx) = mpsc::channel::<Vec<SinkRecord>>(4);
     let (flush_tx, flush_rx) = mpsc::channel(2);
-    let runtime = tokio::runtime::Handle::current();
-    let lake_metrics = metrics.clone();
-    let lake_thread = std::thread::Builder::new()
-        .name("lake".into())
-        .spawn(move || {
-            let _runtime = runtime.enter();
-            pipeline::cut_objects(
-                records_rx,
-                flush_tx,
-                lake,
-                (interval, SinkProgress::default()),
-                &lake_metrics,
-                None,
-            )
-        })
-        .context("starting the lake thread")?;
+    metrics.watch_queue("records", &records_tx);
+    metrics.watch_queue("flushes", &flush_tx);
+    let lake_thread = pipeline::spawn_lake_thread(
+        records_rx,
+        flush_tx,
+        lake,
+        (interval, SinkProgress::default()),
+        metrics.clone(),
+        None,
+    )?;
     let checkpoints = SinkCheckpoints {
         leases: leases.clone(),
         progress: SinkProgress::default(),
