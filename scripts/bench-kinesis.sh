@@ -49,19 +49,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$HERE/lib.sh"
 
-usage() { echo "usage: $0 [--server mysql|mariadb] [--keep]" >&2; exit 2; }
-
-SERVER=mysql
-KEEP=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --server) [ $# -ge 2 ] || usage; SERVER=$2; shift 2 ;;
-    --server=*) SERVER=${1#*=}; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
-    *) usage ;;
-  esac
-done
+bench_options mysql "$@"
 
 ROWS=${BENCH_ROWS:-100000}
 RATE=${BENCH_RATE:-2000}
@@ -80,7 +68,7 @@ done
 case "$SERVER" in
   mariadb) PORT=3307; GTID_SQL='SELECT @@gtid_binlog_pos' ;;
   mysql) PORT=3399; GTID_SQL="SELECT REPLACE(@@gtid_executed, '\n', '')" ;;
-  *) usage ;;
+  *) die "--server $SERVER: want mariadb or mysql" ;;
 esac
 SOURCE="mysql://repl:replpw@127.0.0.1:$PORT"
 export CDCD_SOURCE__SERVER_ID=${CDCD_SOURCE__SERVER_ID:-7451}
@@ -114,15 +102,7 @@ sql() { mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot -N -B "$@"; }
 command -v mariadb >/dev/null || apt_install mariadb-client
 command -v curl >/dev/null || apt_install curl
 
-t0=$(now_ms)
-log "building cdcd (cargo build --release -p cdcd)"
-(cd "$ROOT" && cargo build --release -p cdcd) > "$TMP/build.log" 2>&1 ||
-  { tail -40 "$TMP/build.log" >&2; die "cargo build --release -p cdcd failed"; }
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-CDCD=$TARGET/release/cdcd
-[ -x "$CDCD" ] || die "no binary at $CDCD after the build"
-log "cdcd built in $(since_s "$t0") s: $CDCD"
+build_release "$TMP/build.log"
 
 "$HERE/services.sh" start
 ENV_FILE=${CDCD_SERVICES_ENV:-/tmp/cdcd-services.env}

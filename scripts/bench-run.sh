@@ -46,19 +46,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$HERE/lib.sh"
 
-usage() { echo "usage: $0 [--server mariadb|mysql] [--keep]" >&2; exit 2; }
-
-SERVER=mariadb
-KEEP=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --server) [ $# -ge 2 ] || usage; SERVER=$2; shift 2 ;;
-    --server=*) SERVER=${1#*=}; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
-    *) usage ;;
-  esac
-done
+bench_options mariadb "$@"
 
 RUNS=${BENCH_RUNS:-3}
 ROWS=${BENCH_ROWS:-1000000}
@@ -85,7 +73,7 @@ case "$TLS" in on) CDCD_TLS=preferred ;; off) CDCD_TLS=disabled ;; *) die "BENCH
 case "$SERVER" in
   mariadb) PORT=3307; STATUS_SQL='SHOW MASTER STATUS'; GTID_SQL='SELECT @@gtid_binlog_pos' ;;
   mysql) PORT=3399; STATUS_SQL='SHOW BINARY LOG STATUS'; GTID_SQL="SELECT REPLACE(@@gtid_executed, '\n', '')" ;;
-  *) usage ;;
+  *) die "--server $SERVER: want mariadb or mysql" ;;
 esac
 SOURCE="mysql://repl:replpw@127.0.0.1:$PORT"
 # A server id of our own, so that a concurrent cdcd with the default id is not kicked off (or us).
@@ -125,15 +113,7 @@ sql() { mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot -N -B "$@"; }
 [ -x /usr/bin/time ] || apt_install time
 command -v mariadb >/dev/null || apt_install mariadb-client
 
-t0=$(now_ms)
-log "building cdcd (cargo build --release -p cdcd)"
-(cd "$ROOT" && cargo build --release -p cdcd) > "$TMP/build.log" 2>&1 ||
-  { tail -40 "$TMP/build.log" >&2; die "cargo build --release -p cdcd failed"; }
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-CDCD=$TARGET/release/cdcd
-[ -x "$CDCD" ] || die "no binary at $CDCD after the build"
-log "cdcd built in $(since_s "$t0") s: $CDCD"
+build_release "$TMP/build.log"
 
 "$HERE/services.sh" start
 ENV_FILE=${CDCD_SERVICES_ENV:-/tmp/cdcd-services.env}

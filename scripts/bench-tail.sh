@@ -28,19 +28,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$HERE/lib.sh"
 
-usage() { echo "usage: $0 [--server mariadb|mysql] [--keep]" >&2; exit 2; }
-
-SERVER=mariadb
-KEEP=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --server) [ $# -ge 2 ] || usage; SERVER=$2; shift 2 ;;
-    --server=*) SERVER=${1#*=}; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
-    *) usage ;;
-  esac
-done
+bench_options mariadb "$@"
 
 RUNS=${BENCH_RUNS:-3}
 ROWS=${BENCH_ROWS:-1000000}
@@ -68,7 +56,7 @@ case "$SERVER" in
     BASELINE=("$HERE/mysqlbinlog")
     if [ "$TLS" = off ]; then BASELINE+=(--ssl-mode=DISABLED); fi
     ;;
-  *) usage ;;
+  *) die "--server $SERVER: want mariadb or mysql" ;;
 esac
 BASELINE+=(--read-from-remote-server --host=127.0.0.1 --port="$PORT" --user=repl --password=replpw
   --base64-output=decode-rows -v)
@@ -101,15 +89,7 @@ if ! command -v mariadb >/dev/null || ! command -v mariadb-binlog >/dev/null; th
   apt_install mariadb-client
 fi
 
-t0=$(now_ms)
-log "building cdcd (cargo build --release -p cdcd)"
-(cd "$ROOT" && cargo build --release -p cdcd) > "$TMP/build.log" 2>&1 ||
-  { tail -40 "$TMP/build.log" >&2; die "cargo build --release -p cdcd failed"; }
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-CDCD=$TARGET/release/cdcd
-[ -x "$CDCD" ] || die "no binary at $CDCD after the build"
-log "cdcd built in $(since_s "$t0") s: $CDCD"
+build_release "$TMP/build.log"
 
 "$HERE/services.sh" start
 VERSION=$(sql -e 'SELECT @@version')

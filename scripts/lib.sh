@@ -115,3 +115,38 @@ ensure_users() {
   client -e "$USERS_SQL"
   printf '%s' "$USERS_SQL" > "$stamp"
 }
+
+# bench_options DEFAULT_SERVER "$@": the benchmarks' command line: sets SERVER (mariadb|mysql,
+# DEFAULT_SERVER unless --server) and KEEP (1 with --keep); --help prints the calling script's
+# header comment.
+bench_options() {
+  local other
+  SERVER=$1 KEEP=0
+  shift
+  if [ "$SERVER" = mysql ]; then other=mariadb; else other=mysql; fi
+  local usage="usage: $0 [--server $SERVER|$other] [--keep]"
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --server) [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }; SERVER=$2; shift 2 ;;
+      --server=*) SERVER=${1#*=}; shift ;;
+      --keep) KEEP=1; shift ;;
+      -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
+      *) echo "$usage" >&2; exit 2 ;;
+    esac
+  done
+}
+
+# build_release LOG: cargo build --release -p cdcd (output in LOG, its tail shown on failure);
+# sets CDCD to the binary, honouring CARGO_TARGET_DIR. Needs ROOT.
+build_release() {
+  local t0 target
+  t0=$(now_ms)
+  log "building cdcd (cargo build --release -p cdcd)"
+  (cd "$ROOT" && cargo build --release -p cdcd) > "$1" 2>&1 ||
+    { tail -40 "$1" >&2; die "cargo build --release -p cdcd failed"; }
+  target=${CARGO_TARGET_DIR:-$ROOT/target}
+  case "$target" in /*) ;; *) target=$ROOT/$target ;; esac
+  CDCD=$target/release/cdcd
+  [ -x "$CDCD" ] || die "no binary at $CDCD after the build"
+  log "cdcd built in $(since_s "$t0") s: $CDCD"
+}

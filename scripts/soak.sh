@@ -69,15 +69,7 @@ if [ -n "${CDCD_BIN:-}" ]; then
   CDCD=$CDCD_BIN
   [ -x "$CDCD" ] || die "CDCD_BIN=$CDCD is not an executable"
 else
-  t0=$(now_ms)
-  log "building cdcd (cargo build --release -p cdcd)"
-  (cd "$ROOT" && cargo build --release -p cdcd) > "$TMP/build.log" 2>&1 ||
-    { tail -40 "$TMP/build.log" >&2; die "cargo build --release -p cdcd failed"; }
-  TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-  case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-  CDCD=$TARGET/release/cdcd
-  [ -x "$CDCD" ] || die "no binary at $CDCD after the build"
-  log "cdcd built in $(since_s "$t0") s"
+  build_release "$TMP/build.log"
 fi
 if [ "$PORT" = 3307 ]; then "$HERE/services.sh" start >&2; fi
 # shellcheck disable=SC1090

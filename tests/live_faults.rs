@@ -655,16 +655,7 @@ async fn source_restart_cut_and_failover() {
         None,
     );
     let mut child = pipeline.spawn();
-    let mut next_id = 0;
-    let mut insert = |n: usize| {
-        let rows: Vec<String> = (0..n)
-            .map(|_| {
-                next_id += 1;
-                format!("({next_id}, REPEAT('r', 250), {next_id})")
-            })
-            .collect();
-        format!("INSERT INTO {db}.t VALUES {}", rows.join(", "))
-    };
+    let mut insert = row_inserts(db, 'r');
     for _ in 0..20 {
         conn.query_drop(insert(5)).await.unwrap();
     }
@@ -805,6 +796,20 @@ struct Side<'a> {
     repl_url: String,
     identity: String,
     conn: &'a mut Conn,
+}
+
+/// `INSERT`s of `n` new rows into `db.t (id, v, n)`: ids counting up from 1, `v` 250 × `fill`.
+fn row_inserts(db: &str, fill: char) -> impl FnMut(usize) -> String {
+    let (db, mut next_id) = (db.to_string(), 0);
+    move |n| {
+        let rows: Vec<String> = (0..n)
+            .map(|_| {
+                next_id += 1;
+                format!("({next_id}, REPEAT('{fill}', 250), {next_id})")
+            })
+            .collect();
+        format!("INSERT INTO {db}.t VALUES {}", rows.join(", "))
+    }
 }
 
 /// The proxy, so far leading to `old`, retargeted to `new`, a GTID replica of `old` (MariaDB
@@ -1025,16 +1030,7 @@ async fn mysql_failover_by_server_uuid() {
         None,
     );
     let mut child = pipeline.spawn();
-    let mut next_id = 0;
-    let mut insert = |n: usize| {
-        let rows: Vec<String> = (0..n)
-            .map(|_| {
-                next_id += 1;
-                format!("({next_id}, REPEAT('m', 250), {next_id})")
-            })
-            .collect();
-        format!("INSERT INTO {db}.t VALUES {}", rows.join(", "))
-    };
+    let mut insert = row_inserts(db, 'm');
     for _ in 0..20 {
         conn.query_drop(insert(5)).await.unwrap();
     }

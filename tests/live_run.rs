@@ -310,40 +310,7 @@ async fn lake_reproduces_tables(server: &Server, conn: &mut Conn, db: &str, lake
     let lake = lake.child("types");
     conn.query_drop(format!("USE {db}")).await.unwrap();
     let start = gtid_start(server, conn).await;
-    conn.query_drop(support::all_types_ddl(server))
-        .await
-        .unwrap();
-    conn.query_drop(support::extremes_row(server))
-        .await
-        .unwrap();
-    conn.query_drop(
-        "INSERT INTO all_types (id) VALUES (2);
-         BEGIN;
-         INSERT INTO all_types (id, c_varchar, c_int, c_dec) VALUES (10, 'ten', 10, 1.5), (11, 'eleven', 11, 2.5);
-         UPDATE all_types SET c_varchar = 'TEN', c_bigint_u = 18446744073709551614 WHERE id = 10;
-         DELETE FROM all_types WHERE id = 11;
-         COMMIT;
-         ALTER TABLE all_types ADD COLUMN added VARCHAR(10) DEFAULT 'x' AFTER c_int;
-         INSERT INTO all_types (id, added, c_varchar) VALUES (20, 'new', 'after alter');
-         UPDATE all_types SET added = CONCAT('v', id), c_smallint = -7 WHERE id <> 20;",
-    )
-    .await
-    .unwrap();
-    conn.query_drop(
-        "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(100), email VARCHAR(200),
-           phone VARCHAR(30), ssn CHAR(11), card VARCHAR(19), address VARCHAR(200), note TEXT);
-         INSERT INTO users VALUES
-           (1, 'Ada Lovelace', 'ada@example.com', '+44 20 7946 0958', '078-05-1120',
-            '4111111111111111', '12 St James''s Square, London', 'call me at +1 415 555 0100 or ada@example.com'),
-           (2, 'Alan Turing', 'alan@example.org', '+44 161 496 0000', '219-09-9999',
-            '5500005555555559', 'Bletchley Park', 'card 4012888888881881, from 10.1.2.3'),
-           (3, 'Grace Hopper', 'grace@example.net', '555-0199', '123-45-6789',
-            '340000000000009', 'Arlington', 'nothing personal');
-         UPDATE users SET email = 'ada.l@example.com', note = 'ssn 078-05-1120' WHERE id = 1;
-         DELETE FROM users WHERE id = 3;",
-    )
-    .await
-    .unwrap();
+    types_and_users_workload(server, conn).await;
 
     // A 12 MiB value of incompressible text: its object is larger than a multipart part.
     let mut state = 0x853c_49e6_748f_ea9bu64;

@@ -58,40 +58,7 @@ async fn scenarios(server: &Server) {
 /// personal data for the sink to mask.
 async fn workload(server: &Server, conn: &mut Conn, db: &str) {
     conn.query_drop(format!("USE {db}")).await.unwrap();
-    conn.query_drop(support::all_types_ddl(server))
-        .await
-        .unwrap();
-    conn.query_drop(support::extremes_row(server))
-        .await
-        .unwrap();
-    conn.query_drop(
-        "INSERT INTO all_types (id) VALUES (2);
-         BEGIN;
-         INSERT INTO all_types (id, c_varchar, c_int, c_dec) VALUES (10, 'ten', 10, 1.5), (11, 'eleven', 11, 2.5);
-         UPDATE all_types SET c_varchar = 'TEN', c_bigint_u = 18446744073709551614 WHERE id = 10;
-         DELETE FROM all_types WHERE id = 11;
-         COMMIT;
-         ALTER TABLE all_types ADD COLUMN added VARCHAR(10) DEFAULT 'x' AFTER c_int;
-         INSERT INTO all_types (id, added, c_varchar) VALUES (20, 'new', 'after alter');
-         UPDATE all_types SET added = CONCAT('v', id), c_smallint = -7 WHERE id <> 20;",
-    )
-    .await
-    .unwrap();
-    conn.query_drop(
-        "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(100), email VARCHAR(200),
-           phone VARCHAR(30), ssn CHAR(11), card VARCHAR(19), address VARCHAR(200), note TEXT);
-         INSERT INTO users VALUES
-           (1, 'Ada Lovelace', 'ada@example.com', '+44 20 7946 0958', '078-05-1120',
-            '4111111111111111', '12 St James''s Square, London', 'call me at +1 415 555 0100 or ada@example.com'),
-           (2, 'Alan Turing', 'alan@example.org', '+44 161 496 0000', '219-09-9999',
-            '5500005555555559', 'Bletchley Park', 'card 4012888888881881, from 10.1.2.3'),
-           (3, 'Grace Hopper', 'grace@example.net', '555-0199', '123-45-6789',
-            '340000000000009', 'Arlington', 'nothing personal');
-         UPDATE users SET email = 'ada.l@example.com', note = 'ssn 078-05-1120' WHERE id = 1;
-         DELETE FROM users WHERE id = 3;",
-    )
-    .await
-    .unwrap();
+    types_and_users_workload(server, conn).await;
     // Over the stream's 1 MiB record limit: `cdcd run` puts an overflow pointer in its place.
     conn.query_drop("INSERT INTO all_types (id, c_longtext) VALUES (30, REPEAT('big ', 524288))")
         .await
@@ -175,11 +142,7 @@ listen = ""
     );
     run_until_end(&run_config);
 
-    let lake = Lake {
-        url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
-        name: format!("sink-{name}"),
-        s3_endpoint: None,
-    };
+    let lake = s3_lake(&name);
     let sink_config = sink_config(server, db, &lake, &stream, "");
     let out = cdcd_command(&sink_config, &["sink", "--until-caught-up"])
         .env("CDCD_SINK__SOURCE_TYPES", (!control).to_string())
@@ -437,6 +400,15 @@ fn sink_fails(config: &Path) -> String {
     err
 }
 
+/// The sink's lake for test `name`, under `sink/` in the shared bucket.
+fn s3_lake(name: &str) -> Lake {
+    Lake {
+        url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
+        name: format!("sink-{name}"),
+        s3_endpoint: None,
+    }
+}
+
 fn local_lake(name: &str) -> Lake {
     let dir = std::env::temp_dir().join(format!("cdcd-sink-lake-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -516,11 +488,7 @@ async fn resharding_and_kill_lose_and_duplicate_nothing(
     .unwrap();
     let start = gtid_start(server, conn).await;
     let run_config = native_run_config(server, db, &name, &start, &stream, 3);
-    let lake = Lake {
-        url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
-        name: format!("sink-{name}"),
-        s3_endpoint: None,
-    };
+    let lake = s3_lake(&name);
     let sink_config = sink_config(server, db, &lake, &stream, "");
 
     churn(conn, db, "churn", 0, 1000).await;
@@ -654,11 +622,7 @@ async fn replicas_split_the_shards(server: &Server, conn: &mut Conn, db: &str) {
     let start = gtid_start(server, conn).await;
     churn(conn, db, "pairs", 0, 1500).await;
     let run_config = native_run_config(server, db, &name, &start, &stream, 4);
-    let lake = Lake {
-        url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
-        name: format!("sink-{name}"),
-        s3_endpoint: None,
-    };
+    let lake = s3_lake(&name);
     let sink_config = sink_config(server, db, &lake, &stream, "");
     let logs: Vec<PathBuf> = (1..=2)
         .map(|i| std::env::temp_dir().join(format!("cdcd-sink-{name}-{i}.log")))

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use cdcd_binlog::{Position, ReplicaOptions};
-use cdcd_event::{ChangeEvent, Op};
+use cdcd_event::{ChangeEvent, Op, TableSchema};
 use cdcd_sink::MaskingCounters;
 
 /// Everything `cdcd run` reports.
@@ -580,6 +580,9 @@ fn render_faults(
 /// lookup, not a label formatting.
 pub struct ReadCounters {
     by_table: HashMap<TableOp, (IntCounter, IntCounter)>,
+    /// The counters of the last change's table definition and op: rows mostly come in runs of
+    /// one table, which then cost no hashing.
+    last_table: Option<(Arc<TableSchema>, Op, IntCounter, IntCounter)>,
     /// The rows event of the last change (its transaction and offset): a new one is one more event.
     last_event: Option<(usize, u64)>,
     /// The last transaction boundary's file and offset.
@@ -594,6 +597,7 @@ impl ReadCounters {
     pub fn new(start: Option<&Position>) -> ReadCounters {
         ReadCounters {
             by_table: HashMap::new(),
+            last_table: None,
             last_event: None,
             last_position: start.map_or_else(Default::default, |p| (p.file.clone(), p.pos)),
         }
@@ -603,19 +607,25 @@ impl ReadCounters {
     pub fn change(&mut self, metrics: &Metrics, event: &ChangeEvent) {
         let transaction = &event.source.transaction;
         metrics.read_commit(transaction.commit_ts_us);
-        let key = (
-            event.table.schema.clone(),
-            event.table.table.clone(),
-            event.op,
-        );
-        let (rows, events) = self.by_table.entry(key).or_insert_with(|| {
-            let table = format!("{}.{}", event.table.schema, event.table.table);
-            let labels = [table.as_str(), event.op.as_str()];
-            (
-                metrics.rows.with_label_values(&labels),
-                metrics.events.with_label_values(&labels),
-            )
-        });
+        let cached = matches!(&self.last_table,
+            Some((table, op, ..)) if Arc::ptr_eq(table, &event.table) && *op == event.op);
+        if !cached {
+            let key = (
+                event.table.schema.clone(),
+                event.table.table.clone(),
+                event.op,
+            );
+            let (rows, events) = self.by_table.entry(key).or_insert_with(|| {
+                let table = format!("{}.{}", event.table.schema, event.table.table);
+                let labels = [table.as_str(), event.op.as_str()];
+                (
+                    metrics.rows.with_label_values(&labels),
+                    metrics.events.with_label_values(&labels),
+                )
+            });
+            self.last_table = Some((event.table.clone(), event.op, rows.clone(), events.clone()));
+        }
+        let (_, _, rows, events) = self.last_table.as_ref().expect("just set");
         rows.inc();
         let rows_event = (Arc::as_ptr(transaction) as usize, event.source.pos);
         if self.last_event != Some(rows_event) {
