@@ -515,7 +515,7 @@ echo
 echo "cdcd run benchmark, $(date -u +%FT%TZ), $(nproc) cores, $VERSION on 127.0.0.1:$PORT (TLS $TLS)"
 echo "$("$CDCD" --version) (source $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'not a git checkout'))"
 echo "$ROWS rows in $DB.users ($TXNS transactions of $TXN_ROWS rows; name, email, phone hmac), binlog $START_FILE:$START_POS .. $END_FILE:$END_POS ($MIB MiB), from gtid:$GTID, $RUNS runs each"
-echo "lake: parquet, zstd, commit-time partitions, flush_seconds 5.0, max_rows 100000 (defaults)"
+echo "lake: parquet (text_encoding delta-length), zstd, commit-time partitions, flush_seconds 5.0, max_rows 50000 (defaults)"
 echo
 FMT="%-33s %9s %9s %8s %13s %6s %8s %11s   %s\n"
 # shellcheck disable=SC2059  # the format is ours

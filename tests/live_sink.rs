@@ -406,6 +406,7 @@ fn s3_lake(name: &str) -> Lake {
         url: format!("s3://{}/sink/{name}", env("CDCD_TEST_S3_BUCKET")),
         name: format!("sink-{name}"),
         s3_endpoint: None,
+        text_encoding: "delta-length",
     }
 }
 
@@ -416,6 +417,7 @@ fn local_lake(name: &str) -> Lake {
         url: dir.display().to_string(),
         name: format!("sink-{name}"),
         s3_endpoint: None,
+        text_encoding: "plain",
     }
 }
 
@@ -434,6 +436,7 @@ endpoint = "{kinesis}"
 retry_seconds = 5
 [lake]
 url = "{lake}"
+text_encoding = "{text_encoding}"
 flush_seconds = 0.5
 [metrics]
 listen = ""
@@ -441,6 +444,7 @@ listen = ""
 "#,
             kinesis = env("CDCD_TEST_KINESIS_ENDPOINT"),
             lake = lake.url,
+            text_encoding = lake.text_encoding,
         ),
     )
 }

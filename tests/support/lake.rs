@@ -21,6 +21,9 @@ pub struct Lake {
     pub name: String,
     /// The S3 endpoint of a private SeaweedFS (`None`: the shared one, or a directory).
     pub s3_endpoint: Option<String>,
+    /// `lake.text_encoding`: directory lakes are written `plain`, S3 lakes with the default
+    /// (`delta-length`), so that the oracle comparisons cover both.
+    pub text_encoding: &'static str,
 }
 
 impl Lake {
@@ -31,6 +34,7 @@ impl Lake {
             url: format!("s3://{bucket}/{name}"),
             name,
             s3_endpoint: None,
+            text_encoding: "delta-length",
         }
     }
 
@@ -44,6 +48,7 @@ impl Lake {
             url: url.to_string(),
             name,
             s3_endpoint: s3_endpoint.map(str::to_string),
+            text_encoding: "delta-length",
         }
     }
 
@@ -55,6 +60,7 @@ impl Lake {
             url: dir.display().to_string(),
             name,
             s3_endpoint: None,
+            text_encoding: "plain",
         }
     }
 
@@ -64,6 +70,7 @@ impl Lake {
             url: format!("{}/{scenario}", self.url),
             name: format!("{}-{scenario}", self.name),
             s3_endpoint: self.s3_endpoint.clone(),
+            text_encoding: self.text_encoding,
         }
     }
 
@@ -110,6 +117,7 @@ listen = "{metrics}"
 
 [lake]
 url = "{lake}"
+text_encoding = "{text_encoding}"
 flush_seconds = 0.5
 max_rows = 1000
 
@@ -125,6 +133,7 @@ multipart_bytes = 5242880
 "#,
         url = server.repl_url,
         lake = lake.url,
+        text_encoding = lake.text_encoding,
         endpoint = std::env::var("CDCD_TEST_S3_ENDPOINT").unwrap_or_default(),
         metrics = metrics_listen(server_id),
         masking = masking_rules(db),

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use cdcd_binlog::Position;
 use cdcd_event::{ChangeEvent, DdlEvent};
 use cdcd_kinesis::Acks;
-use cdcd_sink::{Lake, Object, Pending, Store};
+use cdcd_sink::{Lake, Object, Pending, Spent, Store};
 
 use crate::kinesis_output::KinesisOutput;
 use crate::metrics::{Metrics, ReadCounters};
@@ -244,9 +244,11 @@ impl<P: Progress> Boundary<P> {
 }
 
 /// Writes each flush's objects, then its checkpoint; releases the checkpoint at the end.
+///
+/// With `spent`, encoded rows are sent there rather than freed on the encoding thread.
 pub async fn upload<C: Checkpoints>(
     mut flushes: mpsc::Receiver<Flush<C::Progress>>,
-    store: Store,
+    (store, spent): (Store, Option<mpsc::UnboundedSender<Spent>>),
     (checkpoints, acks): (C, Option<Acks>),
     metrics: Arc<Metrics>,
 ) -> Result<()> {
@@ -278,7 +280,7 @@ pub async fn upload<C: Checkpoints>(
                 while let Some(encoded) = encoding.pop_front() {
                     committer.write(&store, encoded, false).await?;
                 }
-                let objects = encode(flush.objects)
+                let objects = encode(flush.objects, &spent)
                     .await
                     .context("the encoder panicked")??;
                 committer
@@ -292,7 +294,7 @@ pub async fn upload<C: Checkpoints>(
                 continue;
             }
             encoding.push_back(Encoded {
-                objects: encode(flush.objects),
+                objects: encode(flush.objects, &spent),
                 checkpoint: flush.checkpoint,
                 kinesis_token: flush.kinesis_token,
                 started,
@@ -322,13 +324,23 @@ struct Encoded<P> {
 /// started, and the sizes and row count of its objects.
 type Written<P> = (Option<P>, Option<u64>, Instant, (Vec<u64>, usize));
 
-/// Encodes on the blocking pool, starting now.
-fn encode(pending: Pending) -> tokio::task::JoinHandle<Result<Vec<Object>, cdcd_sink::LakeError>> {
+/// Encodes on the blocking pool, starting now; the encoded rows go to `spent` (if given) to be
+/// freed by the reader that allocated them.
+fn encode(
+    pending: Pending,
+    spent: &Option<mpsc::UnboundedSender<Spent>>,
+) -> tokio::task::JoinHandle<Result<Vec<Object>, cdcd_sink::LakeError>> {
+    let spent = spent.clone();
     tokio::task::spawn_blocking(move || {
         if pending.rows() == 0 {
             return Ok(Vec::new());
         }
-        pending.encode()
+        let (objects, rows) = pending.encode()?;
+        if let Some(spent) = spent {
+            // A reader that has stopped leaves them to be freed here.
+            let _ = spent.send(rows);
+        }
+        Ok(objects)
     })
 }
 

@@ -17,7 +17,7 @@ use cdcd_event::dms::DmsWriter;
 use cdcd_event::native::NativeWriter;
 use cdcd_event::{DdlEvent, TableSchema};
 use cdcd_kinesis::{OversizeMode, Producer};
-use cdcd_sink::{Lake, Masker, Store};
+use cdcd_sink::{Lake, Masker, Spent, Store};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore, Schemas};
 use crate::config::{Config, SourceArgs};
@@ -194,14 +194,16 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
         store: checkpoints,
         checkpoint: start,
     };
+    // Encoded rows come back to the reader, which allocated them, to be freed.
+    let (spent_tx, spent_rx) = mpsc::unbounded_channel();
     let uploader = tokio::spawn(pipeline::upload(
         flush_rx,
-        store,
+        (store, Some(spent_tx)),
         (checkpoints, acks),
         metrics.clone(),
     ));
 
-    let read = read(replica, records_tx, &metrics, masker).await;
+    let read = read(replica, (records_tx, spent_rx), &metrics, masker).await;
     metrics.set_following(false);
     let cut = lake_thread
         .join()
@@ -232,10 +234,11 @@ fn checkpoint_url(config: &Config) -> String {
 }
 
 /// Reads the binlog into batches until the end (with `--until-end`), a signal, or an error.
-/// Masks as it reads, so that masking runs beside the lake thread's buffering and the encoders.
+/// Masks as it reads, so that masking runs beside the lake thread's buffering and the encoders,
+/// and frees the rows the encoders are done with (`spent`), which it allocated.
 async fn read(
     mut replica: Replica,
-    to_lake: mpsc::Sender<Vec<Record>>,
+    (to_lake, mut spent): (mpsc::Sender<Vec<Record>>, mpsc::UnboundedReceiver<Spent>),
     metrics: &Metrics,
     mut masker: Masker,
 ) -> Result<()> {
@@ -246,6 +249,9 @@ async fn read(
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
     loop {
+        while let Ok(rows) = spent.try_recv() {
+            drop(rows);
+        }
         let more = tokio::select! {
             more = replica.next_records(&mut batch) => more,
             _ = terminate.recv() => Ok(false),
@@ -272,7 +278,17 @@ async fn read(
         if last || boundary || batch.len() >= 4096 {
             masked = 0;
             let full = std::mem::replace(&mut batch, Vec::with_capacity(4096));
-            if to_lake.send(full).await.is_err() {
+            // While the lake is full, free what the encoders hand back, so that the memory is
+            // reused for the next rows rather than new memory faulted in.
+            let send = to_lake.send(full);
+            tokio::pin!(send);
+            let sent = loop {
+                tokio::select! {
+                    sent = &mut send => break sent,
+                    Some(rows) = spent.recv() => drop(rows),
+                }
+            };
+            if sent.is_err() {
                 // The lake stage stopped; its error is the one to report.
                 return Ok(());
             }

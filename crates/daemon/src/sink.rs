@@ -307,7 +307,7 @@ pub async fn run(config_path: Option<&Path>, args: SinkArgs) -> Result<()> {
     };
     let uploader = tokio::spawn(pipeline::upload(
         flush_rx,
-        store,
+        (store, None),
         (checkpoints, None),
         metrics.clone(),
     ));

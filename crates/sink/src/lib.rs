@@ -9,6 +9,6 @@ pub mod lake;
 pub mod mask;
 pub mod store;
 
-pub use lake::{Lake, LakeConfig, LakeError, Object, Pending};
+pub use lake::{Lake, LakeConfig, LakeError, Object, Pending, Spent};
 pub use mask::{Masker, MaskingConfig, MaskingCounters, MaskingError};
 pub use store::{S3Config, Store, StoreError, Version};

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
-use cdcd_event::{ChangeEvent, Op, Source, TableSchema, Value};
+use cdcd_event::{ChangeEvent, Op, Source, TableSchema, Transaction, Value};
 
 /// `[lake]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +61,9 @@ pub struct LakeConfig {
     pub format: String,
     /// Parquet compression: `zstd`, `snappy` or `none`.
     pub compression: String,
+    /// How Parquet stores string and binary values: `delta-length` (lengths apart from the
+    /// bytes; smaller and faster to compress) or `plain` (for readers that lack the former).
+    pub text_encoding: String,
     /// `commit-time` (`year=/month=/day=/hour=` of the commit) or `ingest-time` (Glue's
     /// `ingest_year=/…` of the moment cdcd wrote the row).
     pub partitioning: String,
@@ -80,6 +83,7 @@ impl Default for LakeConfig {
             url: "lake".into(),
             format: "parquet".into(),
             compression: "zstd".into(),
+            text_encoding: "delta-length".into(),
             partitioning: "commit-time".into(),
             flush_seconds: 5.0,
             max_rows: 50_000,
@@ -102,6 +106,8 @@ pub enum LakeError {
     },
     #[error("encoding Parquet: {0}")]
     Parquet(#[from] ::parquet::errors::ParquetError),
+    #[error("encoding Parquet: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
     #[error("compressing JSON lines: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -126,19 +132,23 @@ pub(crate) struct Row {
 /// `_cdc_seq`: binlog file number, transaction offset and row index, as one number that grows
 /// with every change of a source: `file × 10²⁴ + offset × 10¹² + row`.
 pub(crate) fn sequence(row: &Row) -> i128 {
-    let txn = &row.source.transaction;
+    transaction_sequence(&row.source.transaction) + i128::from(row.source.row)
+}
+
+/// The part of [`sequence`] that all rows of a transaction share.
+pub(crate) fn transaction_sequence(txn: &Transaction) -> i128 {
     let digits = txn.file.len()
         - txn
             .file
             .trim_end_matches(|c: char| c.is_ascii_digit())
             .len();
     let file: i128 = txn.file[txn.file.len() - digits..].parse().unwrap_or(0);
-    file * 10i128.pow(24) + i128::from(txn.pos) * 10i128.pow(12) + i128::from(row.source.row)
+    file * 10i128.pow(24) + i128::from(txn.pos) * 10i128.pow(12)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
-    Parquet(::parquet::basic::Compression),
+    Parquet(parquet::Options),
     JsonLines,
 }
 
@@ -165,26 +175,55 @@ struct Segment {
 struct Batch {
     segments: Vec<Segment>,
     index: HashMap<SegmentKey, usize>,
+    /// The segment of the last row: the next row usually goes there too, and finding it
+    /// without the key saves hashing two names per row.
+    last: Option<usize>,
     rows: usize,
     bytes: usize,
     since: Option<Instant>,
 }
 
 impl Batch {
-    fn push(&mut self, key: SegmentKey, table: &Arc<TableSchema>, row: Row, bytes: usize) {
-        let segment = match self.index.get(&key) {
-            Some(&i) => &mut self.segments[i],
+    /// Adds `row` of `table` to the segment of its `lane` and `hour`.
+    fn push(
+        &mut self,
+        (lane, hour): (Option<Arc<str>>, i64),
+        table: &Arc<TableSchema>,
+        shape: u64,
+        row: Row,
+        bytes: usize,
+    ) {
+        let same_segment = self.last.filter(|&i| {
+            let segment = &self.segments[i];
+            // One table definition means one shape.
+            Arc::ptr_eq(&segment.table, table)
+                && segment.key.hour == hour
+                && segment.key.lane == lane
+        });
+        let i = match same_segment {
+            Some(i) => i,
             None => {
-                self.index.insert(key.clone(), self.segments.len());
-                self.segments.push(Segment {
-                    key,
-                    table: table.clone(),
-                    rows: Vec::new(),
-                });
-                self.segments.last_mut().expect("just pushed")
+                let key = SegmentKey {
+                    lane,
+                    schema: table.schema.clone(),
+                    table: table.table.clone(),
+                    hour,
+                    shape,
+                };
+                let next = self.segments.len();
+                let i = *self.index.entry(key.clone()).or_insert(next);
+                if i == next {
+                    self.segments.push(Segment {
+                        key,
+                        table: table.clone(),
+                        rows: Vec::new(),
+                    });
+                }
+                i
             }
         };
-        segment.rows.push(row);
+        self.last = Some(i);
+        self.segments[i].rows.push(row);
         self.rows += 1;
         self.bytes += bytes;
         self.since.get_or_insert_with(Instant::now);
@@ -238,8 +277,16 @@ impl Lake {
             "none" => Compression::UNCOMPRESSED,
             _ => return Err(bad("compression", "use zstd, snappy or none")),
         };
+        let text_encoding = match config.text_encoding.as_str() {
+            "delta-length" => ::parquet::basic::Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            "plain" => ::parquet::basic::Encoding::PLAIN,
+            _ => return Err(bad("text_encoding", "use delta-length or plain")),
+        };
         let format = match config.format.as_str() {
-            "parquet" => Format::Parquet(compression),
+            "parquet" => Format::Parquet(parquet::Options {
+                compression,
+                text_encoding,
+            }),
             "jsonl" => Format::JsonLines,
             _ => return Err(bad("format", "use parquet or jsonl")),
         };
@@ -294,13 +341,6 @@ impl Lake {
                 .commit_ts_us
                 .div_euclid(3_600_000_000)
         };
-        let key = SegmentKey {
-            lane,
-            schema: event.table.schema.clone(),
-            table: event.table.table.clone(),
-            hour,
-            shape,
-        };
         let values = match (event.op, event.after, event.before) {
             (Op::Delete, _, Some(before)) => before,
             (_, Some(after), _) => after,
@@ -312,7 +352,8 @@ impl Lake {
             values,
             source: event.source,
         };
-        self.open.push(key, &event.table, row, bytes);
+        self.open
+            .push((lane, hour), &event.table, shape, row, bytes);
     }
 
     /// Marks the end of the open transaction: its rows become part of the next flush.
@@ -402,28 +443,37 @@ impl Pending {
     }
 
     /// Encodes one object per segment (table, partition and shape), named after its first row.
-    pub fn encode(self) -> Result<Vec<Object>, LakeError> {
+    /// The rows come back too, to be dropped on the thread that allocated them (a free from
+    /// another thread costs the allocator several times more, on both threads).
+    pub fn encode(self) -> Result<(Vec<Object>, Spent), LakeError> {
         let (format, ingest_time) = (self.format, self.ingest_time);
-        self.batch
+        let objects = self
+            .batch
             .segments
-            .into_iter()
+            .iter()
             .map(|segment| {
                 let first = segment.rows.first().expect("segments are never empty");
                 let key = object_key(format, ingest_time, &segment.key, &first.source);
                 let body = match format {
-                    Format::Parquet(compression) => {
-                        parquet::encode(&segment.table, &segment.rows, compression)?
+                    Format::Parquet(options) => {
+                        parquet::encode(&segment.table, &segment.rows, options)?
                     }
                     Format::JsonLines => jsonl::encode(&segment.table, &segment.rows)?,
                 };
-                Ok(Object {
-                    key,
-                    body,
-                    rows: segment.rows.len(),
-                })
+                let rows = segment.rows.len();
+                Ok(Object { key, body, rows })
             })
-            .collect()
+            .collect::<Result<_, LakeError>>()?;
+        let spent = Spent {
+            _rows: self.batch.segments,
+        };
+        Ok((objects, spent))
     }
+}
+
+/// Rows that have been encoded, held only to be dropped where they were allocated.
+pub struct Spent {
+    _rows: Vec<Segment>,
 }
 
 fn object_key(format: Format, ingest_time: bool, key: &SegmentKey, first: &Source) -> String {

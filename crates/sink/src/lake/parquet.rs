@@ -1,387 +1,392 @@
 //! Parquet objects: one row group per object, the table's columns typed by [`LakeType`], then the
 //! change-data columns.
+//!
+//! Rows are turned into Arrow arrays, one builder per column, in a single pass: each row is read
+//! once, while it is in the cache, and every value appended to its column. The arrays go to the
+//! Parquet writer as contiguous buffers, so no value costs an allocation or a reference count on
+//! the way.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
-use parquet::data_type::{ByteArray, FixedLenByteArray};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
-use parquet::schema::types::Type;
+use arrow_array::builder::PrimitiveBuilder;
+use arrow_array::builder::{
+    ArrayBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder,
+    Int64Builder, LargeBinaryBuilder, LargeStringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::types::ArrowPrimitiveType;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::arrow_writer::{ArrowWriter, ArrowWriterOptions};
+use parquet::basic::{Compression, Encoding};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
-use cdcd_event::{Column, TableSchema, Value};
+use cdcd_event::{Column, TableSchema, Transaction, Value};
 
 use super::types::{days_from_civil, unscaled, LakeType, CDC_COLUMNS};
 use super::{LakeError, Row};
 
-/// The values of one column, ready for the Parquet column writer, and which rows are non-null.
-enum Values {
-    Int32(Vec<i32>),
-    Int64(Vec<i64>),
-    Float(Vec<f32>),
-    Double(Vec<f64>),
-    Bytes(Vec<ByteArray>),
-    Fixed(Vec<FixedLenByteArray>),
-}
-
-struct ColumnData {
-    values: Values,
-    /// 1 for a value, 0 for NULL (every column is OPTIONAL).
-    defined: Vec<i16>,
+/// How objects are written (`[lake]` compression and text_encoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Options {
+    pub compression: Compression,
+    /// Of string and binary columns: `DELTA_LENGTH_BYTE_ARRAY` or `PLAIN`.
+    pub text_encoding: Encoding,
 }
 
 /// Encodes `rows` (all of `table`'s shape) as one Parquet object.
 pub(crate) fn encode(
     table: &TableSchema,
     rows: &[Row],
-    compression: Compression,
+    options: Options,
 ) -> Result<Vec<u8>, LakeError> {
-    let mut fields = Vec::with_capacity(table.columns.len() + CDC_COLUMNS.len());
-    for column in &table.columns {
-        fields.push(Arc::new(field(&column.name, LakeType::of(column))?));
-    }
-    for (name, lake_type) in CDC_COLUMNS {
-        fields.push(Arc::new(field(name, lake_type)?));
-    }
-    let schema = Arc::new(
-        Type::group_type_builder("schema")
-            .with_fields(fields)
-            .build()?,
-    );
-    let properties = Arc::new(
-        WriterProperties::builder()
-            .set_compression(compression)
-            .set_created_by(concat!("cdcd ", env!("CARGO_PKG_VERSION")).into())
-            .set_max_row_group_row_count(Some(rows.len().max(1)))
-            // Change streams are mostly distinct values (keys, hashes, timestamps): dictionaries
-            // cost more time than they save bytes once zstd has run. Min/max per column chunk
-            // is what Athena prunes by; per page it only costs.
-            .set_dictionary_enabled(false)
-            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
-            .build(),
-    );
-    let mut out = Vec::with_capacity(rows.len() * 64 + 1024);
-    let mut writer = SerializedFileWriter::new(&mut out, schema, properties)?;
-    let mut group = writer.next_row_group()?;
-    let mut index = 0;
-    while let Some(mut writer) = group.next_column()? {
-        let data = match table.columns.get(index) {
-            Some(column) => table_column(table, column, index, rows)?,
-            None => cdc_column(index - table.columns.len(), rows),
+    let lake_types: Vec<LakeType> = table.columns.iter().map(LakeType::of).collect();
+    let mut columns: Vec<ColumnBuilder> = lake_types
+        .iter()
+        .enumerate()
+        .map(|(index, &lake_type)| {
+            ColumnBuilder::new(lake_type, rows.len(), estimated_bytes(rows, index))
+        })
+        .collect();
+    let mut cdc = CdcColumns::new(rows.len());
+    let mut text = String::new();
+    let row_count = rows.len();
+    for row in rows {
+        let value_error = |column: &str, detail: String| LakeError::Value {
+            table: format!("{}.{}", table.schema, table.table),
+            column: column.into(),
+            detail,
         };
-        write(&mut writer, data)?;
-        writer.close()?;
-        index += 1;
+        if row.values.len() != table.columns.len() {
+            let detail = format!(
+                "a row of {} values for {} columns",
+                row.values.len(),
+                table.columns.len()
+            );
+            return Err(value_error("(all)", detail));
+        }
+        for ((builder, column), value) in columns.iter_mut().zip(&table.columns).zip(&row.values) {
+            if !builder.append(column, value, &mut text) {
+                let detail = format!(
+                    "a {value:?} value cannot be stored as {}",
+                    builder.lake_type.athena()
+                );
+                return Err(value_error(&column.name, detail));
+            }
+        }
+        cdc.append(&row);
     }
-    group.close()?;
+
+    let mut fields = Vec::with_capacity(table.columns.len() + CDC_COLUMNS.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(fields.capacity());
+    for (column, mut builder) in table.columns.iter().zip(columns) {
+        fields.push(field(&column.name, builder.lake_type));
+        arrays.push(builder.finish());
+    }
+    for ((name, lake_type), array) in CDC_COLUMNS.into_iter().zip(cdc.finish()) {
+        fields.push(field(name, lake_type));
+        arrays.push(array);
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+    debug_assert_eq!(batch.num_rows(), row_count);
+
+    // DELTA_LENGTH_BYTE_ARRAY keeps the lengths apart from the bytes: with PLAIN, each value's
+    // 4-byte length and first characters repeat often enough for zstd to find (useless) 6-byte
+    // matches among otherwise random hash digits, which cost 12% of the CPU of a catch-up and 6%
+    // of the bytes.
+    let mut properties = WriterProperties::builder();
+    for field in batch.schema().fields() {
+        if matches!(
+            field.data_type(),
+            DataType::LargeUtf8 | DataType::LargeBinary
+        ) {
+            let column = ColumnPath::from(field.name().as_str());
+            properties = properties.set_column_encoding(column, options.text_encoding);
+        }
+    }
+    let properties = properties
+        .set_compression(options.compression)
+        .set_created_by(concat!("cdcd ", env!("CARGO_PKG_VERSION")).into())
+        .set_max_row_group_row_count(Some(row_count.max(1)))
+        // Change streams are mostly distinct values (keys, hashes, timestamps): dictionaries
+        // cost more time than they save bytes once zstd has run. Min/max per column chunk is
+        // what Athena prunes by; per page it only costs.
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .build();
+    // The Arrow schema in the footer only helps Arrow readers round-trip types that Parquet
+    // already describes.
+    let options = ArrowWriterOptions::new()
+        .with_properties(properties)
+        .with_skip_arrow_metadata(true);
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 2 + 1024);
+    let mut writer = ArrowWriter::try_new_with_options(&mut out, batch.schema(), options)?;
+    writer.write(&batch)?;
     writer.close()?;
     Ok(out)
 }
 
-fn field(name: &str, lake_type: LakeType) -> Result<Type, LakeError> {
-    let (physical, logical, length) = match lake_type {
-        LakeType::Int32 => (Physical::INT32, None, -1),
-        LakeType::Int64 => (Physical::INT64, None, -1),
-        LakeType::Decimal { precision, scale } => (
-            Physical::FIXED_LEN_BYTE_ARRAY,
-            Some(LogicalType::decimal(i32::from(scale), i32::from(precision))),
-            16,
-        ),
-        LakeType::Float => (Physical::FLOAT, None, -1),
-        LakeType::Double => (Physical::DOUBLE, None, -1),
-        LakeType::Text => (Physical::BYTE_ARRAY, Some(LogicalType::String), -1),
-        LakeType::Binary => (Physical::BYTE_ARRAY, None, -1),
-        LakeType::Date => (Physical::INT32, Some(LogicalType::Date), -1),
-        LakeType::Timestamp { utc } => (
-            Physical::INT64,
-            Some(LogicalType::timestamp(utc, TimeUnit::MICROS)),
-            -1,
-        ),
-    };
-    let mut builder = Type::primitive_type_builder(name, physical)
-        .with_repetition(Repetition::OPTIONAL)
-        .with_logical_type(logical)
-        .with_length(length);
-    if let LakeType::Decimal { precision, scale } = lake_type {
-        builder = builder
-            .with_precision(i32::from(precision))
-            .with_scale(i32::from(scale));
+/// About how many bytes the text or binary values of column `index` take, from up to 16 rows
+/// spread over `rows`, so that their buffer is allocated once rather than grown by doubling
+/// (which copied and faulted in every byte twice more).
+fn estimated_bytes(rows: &[Row], index: usize) -> usize {
+    let step = (rows.len() / 16).max(1);
+    let (mut sampled, mut bytes) = (0, 0);
+    for row in rows.iter().step_by(step) {
+        sampled += 1;
+        bytes += match row.values.get(index) {
+            Some(Value::String(s) | Value::Json(s) | Value::Decimal(s)) => s.len(),
+            Some(Value::Bytes(b) | Value::Geometry(b)) => b.len(),
+            _ => 0,
+        };
     }
-    Ok(builder.build()?)
+    // An eighth more, for lengths the sample missed.
+    (bytes * rows.len() / sampled.max(1)) * 9 / 8
 }
 
-fn write(writer: &mut SerializedColumnWriter<'_>, data: ColumnData) -> Result<(), LakeError> {
-    use parquet::data_type::{
-        ByteArrayType, DoubleType, FixedLenByteArrayType, FloatType, Int32Type, Int64Type,
+/// The Arrow field of a lake column; Parquet's types follow from it (decimals of up to 9 and
+/// 18 digits as INT32 and INT64, wider ones as fixed-length byte arrays).
+fn field(name: &str, lake_type: LakeType) -> Field {
+    let data_type = match lake_type {
+        LakeType::Int32 => DataType::Int32,
+        LakeType::Int64 => DataType::Int64,
+        LakeType::Decimal { precision, scale } => DataType::Decimal128(precision, scale as i8),
+        LakeType::Float => DataType::Float32,
+        LakeType::Double => DataType::Float64,
+        LakeType::Text => DataType::LargeUtf8,
+        LakeType::Binary => DataType::LargeBinary,
+        LakeType::Date => DataType::Date32,
+        LakeType::Timestamp { utc } => {
+            DataType::Timestamp(TimeUnit::Microsecond, utc.then(|| "UTC".into()))
+        }
     };
-    let defined = Some(&data.defined[..]);
-    match data.values {
-        Values::Int32(v) => writer.typed::<Int32Type>().write_batch(&v, defined, None)?,
-        Values::Int64(v) => writer.typed::<Int64Type>().write_batch(&v, defined, None)?,
-        Values::Float(v) => writer.typed::<FloatType>().write_batch(&v, defined, None)?,
-        Values::Double(v) => writer
-            .typed::<DoubleType>()
-            .write_batch(&v, defined, None)?,
-        Values::Bytes(v) => writer
-            .typed::<ByteArrayType>()
-            .write_batch(&v, defined, None)?,
-        Values::Fixed(v) => writer
-            .typed::<FixedLenByteArrayType>()
-            .write_batch(&v, defined, None)?,
-    };
-    Ok(())
+    Field::new(name, data_type, true)
 }
 
-/// Decimals as 16-byte big-endian two's complement values, slices of one buffer.
-fn fixed(unscaled: &[i128]) -> Vec<FixedLenByteArray> {
-    let mut buffer = Vec::with_capacity(unscaled.len() * 16);
-    for value in unscaled {
-        buffer.extend_from_slice(&value.to_be_bytes());
-    }
-    let buffer = Bytes::from(buffer);
-    (0..unscaled.len())
-        .map(|i| FixedLenByteArray::from(ByteArray::from(buffer.slice(i * 16..i * 16 + 16))))
-        .collect()
+/// One column's values, appended row by row.
+struct ColumnBuilder {
+    lake_type: LakeType,
+    values: Values,
+}
+
+enum Values {
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Decimal(Decimal128Builder),
+    Float(Float32Builder),
+    Double(Float64Builder),
+    Text(LargeStringBuilder),
+    Binary(LargeBinaryBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-fn table_column(
-    table: &TableSchema,
-    column: &Column,
-    index: usize,
-    rows: &[Row],
-) -> Result<ColumnData, LakeError> {
-    let lake_type = LakeType::of(column);
-    let mut defined = Vec::with_capacity(rows.len());
-    let mismatch = |value: &Value| LakeError::Value {
-        table: format!("{}.{}", table.schema, table.table),
-        column: column.name.to_string(),
-        detail: format!(
-            "a {value:?} value cannot be stored as {}",
-            lake_type.athena()
-        ),
-    };
-    // Pushes `Some(x)` as a value and `None` as NULL.
-    macro_rules! collect {
-        ($variant:ident, $convert:expr) => {{
-            let mut values = Vec::with_capacity(rows.len());
-            for row in rows {
-                let value = &row.values[index];
-                let converted = match value {
-                    Value::Null | Value::Absent => None,
-                    other => $convert(other).ok_or_else(|| mismatch(other))?,
-                };
-                defined.push(i16::from(converted.is_some()));
-                values.extend(converted);
+impl ColumnBuilder {
+    /// A builder for `rows` values; text and binary ones taking about `bytes` in all.
+    fn new(lake_type: LakeType, rows: usize, bytes: usize) -> ColumnBuilder {
+        let values = match lake_type {
+            LakeType::Int32 => Values::Int32(Int32Builder::with_capacity(rows)),
+            LakeType::Int64 => Values::Int64(Int64Builder::with_capacity(rows)),
+            LakeType::Decimal { precision, scale } => Values::Decimal(
+                Decimal128Builder::with_capacity(rows)
+                    .with_data_type(DataType::Decimal128(precision, scale as i8)),
+            ),
+            LakeType::Float => Values::Float(Float32Builder::with_capacity(rows)),
+            LakeType::Double => Values::Double(Float64Builder::with_capacity(rows)),
+            LakeType::Text => Values::Text(LargeStringBuilder::with_capacity(rows, bytes)),
+            LakeType::Binary => Values::Binary(LargeBinaryBuilder::with_capacity(rows, bytes)),
+            LakeType::Date => Values::Date(Date32Builder::with_capacity(rows)),
+            LakeType::Timestamp { utc } => {
+                let builder = TimestampMicrosecondBuilder::with_capacity(rows);
+                Values::Timestamp(match utc {
+                    true => builder.with_timezone("UTC"),
+                    false => builder,
+                })
             }
-            Values::$variant(values)
-        }};
+        };
+        ColumnBuilder { lake_type, values }
     }
-    let values = match lake_type {
-        LakeType::Int32 => collect!(Int32, |v: &Value| match *v {
-            Value::Int(i) => i32::try_from(i).ok().map(Some),
-            Value::UInt(u) => i32::try_from(u).ok().map(Some),
-            Value::Year(y) => Some(Some(i32::from(y))),
-            _ => None,
-        }),
-        LakeType::Int64 => collect!(Int64, |v: &Value| match *v {
-            Value::Int(i) => Some(Some(i)),
-            Value::UInt(u) | Value::Bit(u) => i64::try_from(u).ok().map(Some),
-            _ => None,
-        }),
-        LakeType::Decimal { .. } => {
-            let mut unscaled_values = Vec::with_capacity(rows.len());
-            for row in rows {
-                let value = &row.values[index];
-                let converted = match value {
-                    Value::Null | Value::Absent => None,
-                    Value::Decimal(text) => Some(unscaled(text).ok_or_else(|| mismatch(value))?),
-                    Value::UInt(u) | Value::Bit(u) => Some(i128::from(*u)),
-                    Value::Int(i) => Some(i128::from(*i)),
-                    other => return Err(mismatch(other)),
-                };
-                defined.push(i16::from(converted.is_some()));
-                unscaled_values.extend(converted);
-            }
-            Values::Fixed(fixed(&unscaled_values))
+
+    /// Appends one value of `column`; false if the lake type cannot hold it. `text` is scratch
+    /// space for values rendered as text.
+    fn append(&mut self, column: &Column, value: &Value, text: &mut String) -> bool {
+        if matches!(value, Value::Null | Value::Absent) {
+            self.append_null();
+            return true;
         }
-        LakeType::Float => collect!(Float, |v: &Value| match *v {
-            Value::Float(f) => Some(Some(f)),
-            _ => None,
-        }),
-        LakeType::Double => collect!(Double, |v: &Value| match *v {
-            Value::Double(f) => Some(Some(f)),
-            Value::Float(f) => Some(Some(f64::from(f))),
-            _ => None,
-        }),
-        LakeType::Date => collect!(Int32, |v: &Value| match v {
-            Value::Date(d) => Some(days_from_civil(d.year, d.month, d.day)),
-            _ => None,
-        }),
-        LakeType::Timestamp { .. } => collect!(Int64, |v: &Value| match v {
-            Value::DateTime(dt) => Some(
-                days_from_civil(dt.date.year, dt.date.month, dt.date.day).map(|days| {
+        match (&mut self.values, value) {
+            (Values::Int32(b), Value::Int(i)) => put(b, i32::try_from(*i).ok()),
+            (Values::Int32(b), Value::UInt(u)) => put(b, i32::try_from(*u).ok()),
+            (Values::Int32(b), Value::Year(y)) => put(b, Some(i32::from(*y))),
+            (Values::Int64(b), Value::Int(i)) => put(b, Some(*i)),
+            (Values::Int64(b), Value::UInt(u) | Value::Bit(u)) => put(b, i64::try_from(*u).ok()),
+            (Values::Decimal(b), Value::Decimal(text)) => put(b, unscaled(text)),
+            (Values::Decimal(b), Value::UInt(u) | Value::Bit(u)) => put(b, Some(i128::from(*u))),
+            (Values::Decimal(b), Value::Int(i)) => put(b, Some(i128::from(*i))),
+            (Values::Float(b), Value::Float(f)) => put(b, Some(*f)),
+            (Values::Double(b), Value::Double(f)) => put(b, Some(*f)),
+            (Values::Double(b), Value::Float(f)) => put(b, Some(f64::from(*f))),
+            // Zero and invalid dates, which no calendar has, are NULL.
+            (Values::Date(b), Value::Date(d)) => {
+                b.append_option(days_from_civil(d.year, d.month, d.day));
+                true
+            }
+            (Values::Timestamp(b), Value::DateTime(dt)) => {
+                let days = days_from_civil(dt.date.year, dt.date.month, dt.date.day);
+                b.append_option(days.map(|days| {
                     i64::from(days) * MICROS_PER_DAY
                         + (i64::from(dt.hour) * 3600
                             + i64::from(dt.minute) * 60
                             + i64::from(dt.second))
                             * 1_000_000
                         + i64::from(dt.micros)
-                })
-            ),
+                }));
+                true
+            }
             // 0 is MySQL's zero timestamp; no real TIMESTAMP value is the epoch itself.
-            Value::Timestamp(0) => Some(None),
-            Value::Timestamp(micros) => Some(Some(*micros)),
-            _ => None,
-        }),
-        LakeType::Text | LakeType::Binary => {
-            // All values of the column share one buffer; each value is a slice of it.
-            let mut buffer = Vec::new();
-            let mut ends = Vec::with_capacity(rows.len());
-            let mut text = String::new();
-            for row in rows {
-                let start = buffer.len();
-                let present = match &row.values[index] {
-                    Value::Null | Value::Absent => false,
-                    Value::Bytes(bytes) | Value::Geometry(bytes)
-                        if lake_type == LakeType::Binary =>
-                    {
-                        buffer.extend_from_slice(bytes);
-                        true
-                    }
-                    Value::String(text) | Value::Json(text) | Value::Decimal(text) => {
-                        buffer.extend_from_slice(text.as_bytes());
-                        true
-                    }
-                    // MariaDB UUID/INET render from their bytes; text whose bytes were invalid
-                    // in its character set is kept as close as UTF-8 allows.
-                    value @ Value::Bytes(bytes) => {
-                        text.clear();
-                        if value.write_text(column, &mut text) {
-                            buffer.extend_from_slice(text.as_bytes());
-                        } else {
-                            buffer.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes());
-                        }
-                        true
-                    }
-                    other => {
-                        text.clear();
-                        if !other.write_text(column, &mut text) {
-                            return Err(mismatch(other));
-                        }
-                        buffer.extend_from_slice(text.as_bytes());
-                        true
-                    }
-                };
-                defined.push(i16::from(present));
-                if present {
-                    ends.push((start, buffer.len()));
-                }
+            (Values::Timestamp(b), Value::Timestamp(micros)) => {
+                b.append_option(Some(*micros).filter(|&m| m != 0));
+                true
             }
-            let buffer = Bytes::from(buffer);
-            Values::Bytes(
-                ends.into_iter()
-                    .map(|(start, end)| ByteArray::from(buffer.slice(start..end)))
-                    .collect(),
-            )
+            (Values::Binary(b), Value::Bytes(bytes) | Value::Geometry(bytes)) => {
+                b.append_value(bytes);
+                true
+            }
+            (Values::Text(b), Value::String(s) | Value::Json(s) | Value::Decimal(s)) => {
+                b.append_value(s);
+                true
+            }
+            // MariaDB UUID/INET render from their bytes; text whose bytes were invalid in its
+            // character set is kept as close as UTF-8 allows.
+            (Values::Text(b), Value::Bytes(bytes)) => {
+                text.clear();
+                if value.write_text(column, text) {
+                    b.append_value(&*text);
+                } else {
+                    b.append_value(String::from_utf8_lossy(bytes));
+                }
+                true
+            }
+            (Values::Text(b), other) => {
+                text.clear();
+                let rendered = other.write_text(column, text);
+                if rendered {
+                    b.append_value(&*text);
+                }
+                rendered
+            }
+            _ => false,
         }
-    };
-    Ok(ColumnData { values, defined })
-}
+    }
 
-/// The change-data column at `index` in [`CDC_COLUMNS`].
-fn cdc_column(index: usize, rows: &[Row]) -> ColumnData {
-    let all = || vec![1; rows.len()];
-    match CDC_COLUMNS[index].0 {
-        "_cdc_op" => {
-            let (values, defined) = sliced(rows, |row, out| {
-                out.extend_from_slice(row.op.as_str().as_bytes());
-                true
-            });
-            ColumnData {
-                values: Values::Bytes(values),
-                defined,
-            }
+    fn append_null(&mut self) {
+        match &mut self.values {
+            Values::Int32(b) => b.append_null(),
+            Values::Int64(b) => b.append_null(),
+            Values::Decimal(b) => b.append_null(),
+            Values::Float(b) => b.append_null(),
+            Values::Double(b) => b.append_null(),
+            Values::Text(b) => b.append_null(),
+            Values::Binary(b) => b.append_null(),
+            Values::Date(b) => b.append_null(),
+            Values::Timestamp(b) => b.append_null(),
         }
-        "_cdc_commit_ts" => ColumnData {
-            values: Values::Int64(
-                rows.iter()
-                    .map(|r| r.source.transaction.commit_ts_us)
-                    .collect(),
-            ),
-            defined: all(),
-        },
-        "_cdc_event_id" => {
-            // `Source::event_id`, written in place (itoa: `write!` costs more than the rest).
-            let (values, defined) = sliced(rows, |row, out| {
-                let (txn, mut digits) = (&row.source.transaction, itoa::Buffer::new());
-                match &txn.gtid {
-                    Some(gtid) => out.extend_from_slice(gtid.as_bytes()),
-                    None => {
-                        out.extend_from_slice(txn.file.as_bytes());
-                        out.push(b':');
-                        out.extend_from_slice(digits.format(txn.pos).as_bytes());
-                    }
-                }
-                out.push(b':');
-                out.extend_from_slice(digits.format(row.source.row).as_bytes());
-                true
-            });
-            ColumnData {
-                values: Values::Bytes(values),
-                defined,
-            }
-        }
-        "_cdc_gtid" => {
-            let (values, defined) = sliced(rows, |row, out| match &row.source.transaction.gtid {
-                Some(gtid) => {
-                    out.extend_from_slice(gtid.as_bytes());
-                    true
-                }
-                None => false,
-            });
-            ColumnData {
-                values: Values::Bytes(values),
-                defined,
-            }
-        }
-        "_cdc_seq" => {
-            let (values, _) = sliced(rows, |row, out| {
-                out.extend_from_slice(&super::sequence(row).to_be_bytes());
-                true
-            });
-            ColumnData {
-                values: Values::Fixed(values.into_iter().map(FixedLenByteArray::from).collect()),
-                defined: all(),
-            }
-        }
-        other => unreachable!("CDC_COLUMNS lists {other} without an encoder"),
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let builder: &mut dyn ArrayBuilder = match &mut self.values {
+            Values::Int32(b) => b,
+            Values::Int64(b) => b,
+            Values::Decimal(b) => b,
+            Values::Float(b) => b,
+            Values::Double(b) => b,
+            Values::Text(b) => b,
+            Values::Binary(b) => b,
+            Values::Date(b) => b,
+            Values::Timestamp(b) => b,
+        };
+        builder.finish()
     }
 }
 
-/// One value per row, written by `write` into a single buffer (false: NULL) and handed to the
-/// column writer as slices of it: no allocation per row.
-fn sliced(
-    rows: &[Row],
-    mut write: impl FnMut(&Row, &mut Vec<u8>) -> bool,
-) -> (Vec<ByteArray>, Vec<i16>) {
-    let mut buffer = Vec::with_capacity(rows.len() * 16);
-    let mut ends = Vec::with_capacity(rows.len());
-    let mut defined = Vec::with_capacity(rows.len());
-    for row in rows {
-        let start = buffer.len();
-        let present = write(row, &mut buffer);
-        defined.push(i16::from(present));
-        if present {
-            ends.push((start, buffer.len()));
+/// Appends `value`; false (and nothing appended) for `None`, a value out of the column's range.
+fn put<T: ArrowPrimitiveType>(builder: &mut PrimitiveBuilder<T>, value: Option<T::Native>) -> bool {
+    match value {
+        Some(value) => {
+            builder.append_value(value);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The change-data columns ([`CDC_COLUMNS`]), appended with the table's.
+struct CdcColumns {
+    op: LargeStringBuilder,
+    commit_ts: TimestampMicrosecondBuilder,
+    event_id: LargeStringBuilder,
+    gtid: LargeStringBuilder,
+    seq: Decimal128Builder,
+    /// The last row's transaction and its part of `_cdc_seq` (a transaction's rows come
+    /// together, and parsing the file number per row showed in profiles).
+    transaction: Option<(Arc<Transaction>, i128)>,
+    /// Scratch space for the event id.
+    event_id_text: String,
+}
+
+impl CdcColumns {
+    fn new(rows: usize) -> CdcColumns {
+        CdcColumns {
+            op: LargeStringBuilder::with_capacity(rows, rows * 6),
+            commit_ts: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            event_id: LargeStringBuilder::with_capacity(rows, rows * 48),
+            gtid: LargeStringBuilder::with_capacity(rows, rows * 40),
+            seq: Decimal128Builder::with_capacity(rows).with_data_type(DataType::Decimal128(38, 0)),
+            transaction: None,
+            event_id_text: String::with_capacity(64),
         }
     }
-    let buffer = Bytes::from(buffer);
-    let values = ends
-        .into_iter()
-        .map(|(start, end)| ByteArray::from(buffer.slice(start..end)))
-        .collect();
-    (values, defined)
+
+    fn append(&mut self, row: &Row) {
+        let txn = &row.source.transaction;
+        self.op.append_value(row.op.as_str());
+        self.commit_ts.append_value(txn.commit_ts_us);
+        // `Source::event_id`, written in place (itoa: `write!` costs more than the rest).
+        let (id, mut digits) = (&mut self.event_id_text, itoa::Buffer::new());
+        id.clear();
+        match &txn.gtid {
+            Some(gtid) => id.push_str(gtid),
+            None => {
+                id.push_str(&txn.file);
+                id.push(':');
+                id.push_str(digits.format(txn.pos));
+            }
+        }
+        id.push(':');
+        id.push_str(digits.format(row.source.row));
+        self.event_id.append_value(&*id);
+        self.gtid.append_option(txn.gtid.as_deref());
+        let base = match &self.transaction {
+            Some((last, base)) if Arc::ptr_eq(last, txn) => *base,
+            _ => {
+                let base = super::transaction_sequence(txn);
+                self.transaction = Some((txn.clone(), base));
+                base
+            }
+        };
+        self.seq.append_value(base + i128::from(row.source.row));
+    }
+
+    /// The columns, in [`CDC_COLUMNS`] order.
+    fn finish(mut self) -> [ArrayRef; 5] {
+        [
+            Arc::new(self.op.finish()),
+            Arc::new(self.commit_ts.finish()),
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.gtid.finish()),
+            Arc::new(self.seq.finish()),
+        ]
+    }
 }
