@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::PrimitiveBuilder;
 use arrow_array::builder::{
     ArrayBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder,
-    Int64Builder, LargeBinaryBuilder, LargeStringBuilder, TimestampMicrosecondBuilder,
+    Int64Builder, LargeBinaryBuilder, LargeStringBuilder, PrimitiveBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::{ArrayRef, RecordBatch};
@@ -51,12 +51,12 @@ pub(crate) fn encode(
     let mut cdc = CdcColumns::new(rows.len());
     let mut text = String::new();
     let row_count = rows.len();
+    let value_error = |column: &str, detail: String| LakeError::Value {
+        table: format!("{}.{}", table.schema, table.table),
+        column: column.into(),
+        detail,
+    };
     for row in rows {
-        let value_error = |column: &str, detail: String| LakeError::Value {
-            table: format!("{}.{}", table.schema, table.table),
-            column: column.into(),
-            detail,
-        };
         if row.values.len() != table.columns.len() {
             let detail = format!(
                 "a row of {} values for {} columns",
@@ -74,7 +74,7 @@ pub(crate) fn encode(
                 return Err(value_error(&column.name, detail));
             }
         }
-        cdc.append(&row);
+        cdc.append(row);
     }
 
     let mut fields = Vec::with_capacity(table.columns.len() + CDC_COLUMNS.len());
@@ -128,7 +128,7 @@ pub(crate) fn encode(
 
 /// About how many bytes the text or binary values of column `index` take, from up to 16 rows
 /// spread over `rows`, so that their buffer is allocated once rather than grown by doubling
-/// (which copied and faulted in every byte twice more).
+/// (which copies what is there at every step).
 fn estimated_bytes(rows: &[Row], index: usize) -> usize {
     let step = (rows.len() / 16).max(1);
     let (mut sampled, mut bytes) = (0, 0);
