@@ -504,3 +504,39 @@ fn value_size(value: &Value) -> usize {
             _ => 0,
         }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_named() {
+        let bad = |config: LakeConfig| match Lake::new(&config) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+        let text_encoding = LakeConfig {
+            text_encoding: "delta".into(),
+            ..LakeConfig::default()
+        };
+        assert_eq!(
+            bad(text_encoding),
+            "lake.text_encoding: use delta-length or plain"
+        );
+        let compression = LakeConfig {
+            compression: "lz4".into(),
+            ..LakeConfig::default()
+        };
+        assert_eq!(
+            bad(compression),
+            "lake.compression: use zstd, snappy or none"
+        );
+        for text_encoding in ["delta-length", "plain"] {
+            let config = LakeConfig {
+                text_encoding: text_encoding.into(),
+                ..LakeConfig::default()
+            };
+            assert!(Lake::new(&config).is_ok(), "{text_encoding}");
+        }
+    }
+}

@@ -390,3 +390,179 @@ impl CdcColumns {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Date32Type, Decimal128Type, Int32Type, TimestampMicrosecondType};
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::basic::ZstdLevel;
+
+    use cdcd_event::{ColumnType, Date, DateTime, Flavor, Op, Source};
+
+    use super::*;
+
+    fn column(name: &str, kind: ColumnType, width: u32, scale: u8) -> Column {
+        Column {
+            name: name.into(),
+            width,
+            scale,
+            unsigned: kind == ColumnType::BigInt,
+            ..Column::unnamed(0, kind)
+        }
+    }
+
+    fn table() -> TableSchema {
+        TableSchema {
+            schema: "db".into(),
+            table: "t".into(),
+            columns: vec![
+                column("id", ColumnType::Int, 0, 0),
+                column("big", ColumnType::BigInt, 0, 0),
+                column("price", ColumnType::Decimal, 12, 2),
+                column("wide", ColumnType::Decimal, 30, 5),
+                column("name", ColumnType::VarChar, 40, 0),
+                column("blob", ColumnType::Blob, 0, 0),
+                column("born", ColumnType::Date, 0, 0),
+                column("seen", ColumnType::DateTime, 0, 6),
+            ],
+            primary_key: vec![0],
+        }
+    }
+
+    fn rows() -> Vec<Row> {
+        let transaction = Arc::new(Transaction {
+            flavor: Flavor::MariaDb,
+            server_id: 1,
+            server_uuid: None,
+            gtid: Some("0-1-7".into()),
+            file: "mysql-bin.000003".into(),
+            pos: 385,
+            commit_ts_us: 1_700_000_000_000_000,
+        });
+        let source = |row| Source {
+            transaction: transaction.clone(),
+            pos: 400,
+            next_pos: 900,
+            row,
+        };
+        let seen = DateTime {
+            date: Date {
+                year: 2024,
+                month: 2,
+                day: 29,
+            },
+            hour: 23,
+            minute: 59,
+            second: 58,
+            micros: 123_456,
+        };
+        vec![
+            Row {
+                op: Op::Insert,
+                values: vec![
+                    Value::Int(1),
+                    Value::UInt(u64::MAX),
+                    Value::Decimal("-12.50".into()),
+                    Value::Decimal("1234567890123456789012345.00001".into()),
+                    Value::String("Ada Lovelace".into()),
+                    Value::Bytes(vec![0, 255, 10]),
+                    Value::Date(Date {
+                        year: 1815,
+                        month: 12,
+                        day: 10,
+                    }),
+                    Value::DateTime(seen),
+                ],
+                source: source(0),
+            },
+            Row {
+                op: Op::Delete,
+                values: vec![
+                    Value::Int(2),
+                    Value::Null,
+                    Value::Decimal("0.00".into()),
+                    Value::Null,
+                    Value::String(String::new()),
+                    Value::Null,
+                    // A zero date has no calendar day: NULL.
+                    Value::Date(Date {
+                        year: 0,
+                        month: 0,
+                        day: 0,
+                    }),
+                    Value::Null,
+                ],
+                source: source(1),
+            },
+        ]
+    }
+
+    fn options(text_encoding: Encoding) -> Options {
+        Options {
+            compression: Compression::ZSTD(ZstdLevel::default()),
+            text_encoding,
+        }
+    }
+
+    #[test]
+    fn values_read_back_exactly_with_either_text_encoding() {
+        for text_encoding in [Encoding::DELTA_LENGTH_BYTE_ARRAY, Encoding::PLAIN] {
+            let body = encode(&table(), &rows(), options(text_encoding)).unwrap();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(body)).unwrap();
+            let chunk = reader.metadata().row_group(0).column(4);
+            assert_eq!(chunk.column_path().string(), "name");
+            assert!(
+                chunk.encodings().any(|e| e == text_encoding),
+                "{text_encoding:?} not in {:?}",
+                chunk.encodings().collect::<Vec<_>>()
+            );
+            let batch = reader.build().unwrap().next().unwrap().unwrap();
+            assert_eq!(batch.num_rows(), 2);
+            let id = batch.column(0).as_primitive::<Int32Type>();
+            assert_eq!((id.value(0), id.value(1)), (1, 2));
+            let big = batch.column(1).as_primitive::<Decimal128Type>();
+            assert_eq!(big.value(0), i128::from(u64::MAX));
+            assert!(big.is_null(1));
+            let price = batch.column(2).as_primitive::<Decimal128Type>();
+            assert_eq!((price.value(0), price.value(1)), (-1250, 0));
+            let wide = batch.column(3).as_primitive::<Decimal128Type>();
+            assert_eq!(wide.value(0), 123_456_789_012_345_678_901_234_500_001);
+            let name = batch.column(4).as_string::<i32>();
+            assert_eq!((name.value(0), name.value(1)), ("Ada Lovelace", ""));
+            let blob = batch.column(5).as_binary::<i32>();
+            assert_eq!(blob.value(0), [0, 255, 10]);
+            let born = batch.column(6).as_primitive::<Date32Type>();
+            assert_eq!(born.value(0), days_from_civil(1815, 12, 10).unwrap());
+            assert!(born.is_null(1));
+            let seen = batch.column(7).as_primitive::<TimestampMicrosecondType>();
+            let day = i64::from(days_from_civil(2024, 2, 29).unwrap());
+            assert_eq!(seen.value(0), day * MICROS_PER_DAY + 86_398_123_456);
+            let op = batch.column(8).as_string::<i32>();
+            assert_eq!((op.value(0), op.value(1)), ("insert", "delete"));
+            let event_id = batch.column(10).as_string::<i32>();
+            assert_eq!(event_id.value(1), "0-1-7:1");
+            let seq = batch.column(12).as_primitive::<Decimal128Type>();
+            assert_eq!(seq.value(1), 3 * 10i128.pow(24) + 385 * 10i128.pow(12) + 1);
+            let commit_ts = batch.column(9).as_primitive::<TimestampMicrosecondType>();
+            assert_eq!(commit_ts.value(1), 1_700_000_000_000_000);
+            assert_eq!(
+                batch.schema().field(9).data_type(),
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_the_column_cannot_hold_is_named() {
+        let mut rows = rows();
+        rows[1].values[0] = Value::String("two".into());
+        let err = encode(&table(), &rows, options(Encoding::PLAIN)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"column id of db.t: a String("two") value cannot be stored as int"#
+        );
+    }
+}
