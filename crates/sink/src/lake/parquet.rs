@@ -144,8 +144,8 @@ fn estimated_bytes(rows: &[Row], index: usize) -> usize {
     (bytes * rows.len() / sampled.max(1)) * 9 / 8
 }
 
-/// The Arrow field of a lake column; Parquet's types follow from it (decimals of up to 9 and
-/// 18 digits as INT32 and INT64, wider ones as fixed-length byte arrays).
+/// The Arrow field of a lake column; Parquet's types follow from it (decimals of up to 18
+/// digits as INT32 or INT64, wider ones as fixed-length byte arrays).
 fn field(name: &str, lake_type: LakeType) -> Field {
     let data_type = match lake_type {
         LakeType::Int32 => DataType::Int32,
