@@ -94,17 +94,34 @@ pub struct Flush<P> {
 /// Concurrent PUTs per flush.
 const PARALLEL_PUTS: usize = 8;
 
-/// Starts the lake thread ([`cut_objects`]) on the current runtime.
-pub fn spawn_lake_thread<R: Input>(
-    records: mpsc::Receiver<Vec<R>>,
-    flushes: mpsc::Sender<Flush<R::Progress>>,
+/// Where the lake stages write: the store, and where encoded rows go to be freed by the reader
+/// that allocated them (`None`: freed where they were encoded).
+pub type Output = (Store, Option<mpsc::UnboundedSender<Spent>>);
+
+/// The lake thread and the uploader, running; the reader feeds them through the queue [`start`]
+/// returned.
+pub struct Running {
+    lake_thread: std::thread::JoinHandle<Result<()>>,
+    uploader: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// Starts the lake thread ([`cut_objects`]) and the uploader ([`upload`]) on the current runtime,
+/// from `start`; returns the queue of record batches the reader fills.
+pub fn start<R: Input, C: Checkpoints<Progress = R::Progress>>(
     lake: Lake,
     (checkpoint_interval, start): (Duration, R::Progress),
-    metrics: Arc<Metrics>,
+    output: Output,
+    (checkpoints, acks): (C, Option<Acks>),
+    metrics: &Arc<Metrics>,
     kinesis: Option<KinesisOutput>,
-) -> Result<std::thread::JoinHandle<Result<()>>> {
+) -> Result<(mpsc::Sender<Vec<R>>, Running)> {
+    let (records_tx, records) = mpsc::channel::<Vec<R>>(4);
+    let (flushes, flush_rx) = mpsc::channel(2);
+    metrics.watch_queue("records", &records_tx);
+    metrics.watch_queue("flushes", &flushes);
     let runtime = tokio::runtime::Handle::current();
-    std::thread::Builder::new()
+    let thread_metrics = metrics.clone();
+    let lake_thread = std::thread::Builder::new()
         .name("lake".into())
         .spawn(move || {
             let _runtime = runtime.enter();
@@ -113,11 +130,40 @@ pub fn spawn_lake_thread<R: Input>(
                 flushes,
                 lake,
                 (checkpoint_interval, start),
-                &metrics,
+                &thread_metrics,
                 kinesis,
             )
         })
-        .context("starting the lake thread")
+        .context("starting the lake thread")?;
+    let uploader = tokio::spawn(upload(
+        flush_rx,
+        output,
+        (checkpoints, acks),
+        metrics.clone(),
+    ));
+    Ok((
+        records_tx,
+        Running {
+            lake_thread,
+            uploader,
+        },
+    ))
+}
+
+impl Running {
+    /// Waits for both stages once the reader has stopped (with `read`, its result). The
+    /// uploader's error comes first, as it explains why the stages before it stopped; then the
+    /// lake thread's; then the reader's.
+    pub async fn finish(self, read: Result<()>) -> Result<()> {
+        let cut = self
+            .lake_thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the lake thread panicked"))?;
+        let uploaded = self.uploader.await.context("the uploader panicked")?;
+        uploaded?;
+        cut?;
+        read
+    }
 }
 
 /// The lake thread: buffers rows, decides when objects are cut and flushed, and feeds Kinesis.
@@ -244,11 +290,9 @@ impl<P: Progress> Boundary<P> {
 }
 
 /// Writes each flush's objects, then its checkpoint; releases the checkpoint at the end.
-///
-/// With `spent`, encoded rows are sent there rather than freed on the encoding thread.
-pub async fn upload<C: Checkpoints>(
+async fn upload<C: Checkpoints>(
     mut flushes: mpsc::Receiver<Flush<C::Progress>>,
-    (store, spent): (Store, Option<mpsc::UnboundedSender<Spent>>),
+    (store, spent): Output,
     (checkpoints, acks): (C, Option<Acks>),
     metrics: Arc<Metrics>,
 ) -> Result<()> {

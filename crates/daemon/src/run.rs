@@ -174,49 +174,33 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<()> {
     notify::ready();
     let watchdog = notify::spawn_watchdog(metrics.clone());
 
-    let (records_tx, records_rx) = mpsc::channel::<Vec<Record>>(4);
-    let (flush_tx, flush_rx) = mpsc::channel(2);
-    metrics.watch_queue("records", &records_tx);
-    metrics.watch_queue("flushes", &flush_tx);
     let start_position = RunProgress {
         position: start.position.clone(),
         schemas: start.schemas.clone(),
     };
-    let lake_thread = pipeline::spawn_lake_thread(
-        records_rx,
-        flush_tx,
-        lake,
-        (interval, start_position),
-        metrics.clone(),
-        kinesis,
-    )?;
     let checkpoints = RunCheckpoints {
         store: checkpoints,
         checkpoint: start,
     };
     // Encoded rows come back to the reader, which allocated them, to be freed.
     let (spent_tx, spent_rx) = mpsc::unbounded_channel();
-    let uploader = tokio::spawn(pipeline::upload(
-        flush_rx,
+    let (records_tx, running) = pipeline::start(
+        lake,
+        (interval, start_position),
         (store, Some(spent_tx)),
         (checkpoints, acks),
-        metrics.clone(),
-    ));
+        &metrics,
+        kinesis,
+    )?;
 
     let read = read(replica, (records_tx, spent_rx), &metrics, masker).await;
     metrics.set_following(false);
-    let cut = lake_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the lake thread panicked"))?;
-    let uploaded = uploader.await.context("the uploader panicked")?;
+    let finished = running.finish(read).await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
     retention.abort();
-    // The uploader's error explains why the stages before it stopped; report it first.
-    uploaded?;
-    cut?;
-    read
+    finished
 }
 
 fn checkpoint_url(config: &Config) -> String {

@@ -289,43 +289,28 @@ pub async fn run(config_path: Option<&Path>, args: SinkArgs) -> Result<()> {
     notify::ready();
     let watchdog = notify::spawn_watchdog(metrics.clone());
 
-    let (records_tx, records_rx) = mpsc::channel::<Vec<SinkRecord>>(4);
-    let (flush_tx, flush_rx) = mpsc::channel(2);
-    metrics.watch_queue("records", &records_tx);
-    metrics.watch_queue("flushes", &flush_tx);
-    let lake_thread = pipeline::spawn_lake_thread(
-        records_rx,
-        flush_tx,
-        lake,
-        (interval, SinkProgress::default()),
-        metrics.clone(),
-        None,
-    )?;
     let checkpoints = SinkCheckpoints {
         leases: leases.clone(),
         progress: SinkProgress::default(),
     };
-    let uploader = tokio::spawn(pipeline::upload(
-        flush_rx,
+    let (records_tx, running) = pipeline::start(
+        lake,
+        (interval, SinkProgress::default()),
         (store, None),
         (checkpoints, None),
-        metrics.clone(),
-    ));
+        &metrics,
+        None,
+    )?;
 
     let read = coordinator
         .read(records_tx, masker, args.until_caught_up)
         .await;
     metrics.set_following(false);
-    let cut = lake_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the lake thread panicked"))?;
-    let uploaded = uploader.await.context("the uploader panicked")?;
+    let finished = running.finish(read).await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    uploaded?;
-    cut?;
-    read
+    finished
 }
 
 /// `sink.start`.
