@@ -35,7 +35,7 @@ use mysql_async::Conn;
 use serde_json::Value as Json;
 
 use support::faults::{KinesisFaults, PrivateMariaDb, PrivateMySql, PrivateS3, Rng, TcpProxy};
-use support::lake::{cdcd_command, event_id_counts, latest_rows, Lake};
+use support::lake::{cdcd_command, event_id_counts, latest_rows, walk, Lake};
 use support::Server;
 
 /// One `cdcd run` configuration of a scenario.
@@ -1074,23 +1074,6 @@ async fn mysql_failover_by_server_uuid() {
         own_of_b,
     )
     .await;
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 // ------------------------------------------------------------------------------------------

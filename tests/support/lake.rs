@@ -456,6 +456,40 @@ pub fn to_native(data_type: &str, precision: u64, value: &Json) -> Json {
     }
 }
 
+/// Asserts that the lake holds every row change of `changes` (`cdcd tail` records of the
+/// types-and-users workload's tables) exactly once, by event id; returns how many there are.
+pub fn assert_each_change_once(changes: &[Json], lake: &Lake, db: &str) -> usize {
+    let expected = changes.iter().filter(|e| e["op"] != "ddl").count();
+    let stored = query(
+        lake,
+        &format!(
+            "SELECT count(*) AS n, count(DISTINCT _cdc_event_id) AS ids FROM \
+             (SELECT _cdc_event_id FROM \"cdcd\".\"{db}_all_types\" UNION ALL \
+              SELECT _cdc_event_id FROM \"cdcd\".\"{db}_users\")"
+        ),
+    );
+    assert_eq!(stored[0]["n"], expected, "rows in the lake");
+    assert_eq!(stored[0]["ids"], expected, "distinct event ids in the lake");
+    expected
+}
+
+/// Every file under `dir`.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// The lake tests' workload in the current database: every column type (the binlog tests'
 /// table) with updates, deletes and an ALTER TABLE, and a users table full of personal data to
 /// mask.
